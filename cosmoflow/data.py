@@ -1,0 +1,186 @@
+"""CosmoFlow data: the reference on-disk formats and the input pipeline.
+
+TFRecord (the reference, v1.0 onward): GZIP-compressed records with features
+``x`` (bytes: raw int16 volume, D x H x W x C) and ``y`` (float32[4], the
+target parameters). HDF5 variant: datasets ``x`` [n, D, H, W, C] int16 and
+``y`` [n, 4] float32 per file. Files live under ``train/`` and
+``validation/``.
+
+The pipeline follows the reference: the sorted file list is cut to the
+sample count and split into a fixed shard per data-parallel replica (so each
+replica can stage exactly its files to node-local storage, and every sample of
+an epoch is seen by exactly one replica), shuffled per epoch within the shard,
+parsed, ``log(x + 1)``-normalised, repeated, batched and prefetched.
+"""
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+import tensorflow as tf
+
+from mlperf_hpc.errors import HarnessError
+
+SPLITS = ("train", "validation")
+SUFFIX = {"tfrecord": ".tfrecord", "hdf5": ".h5"}
+N_TARGETS = 4
+
+
+# --- writing -----------------------------------------------------------------
+
+def write_tfrecord(path: Path, volumes: np.ndarray, targets: np.ndarray, compression: str | None = "GZIP") -> None:
+    """Write samples (int16 volumes, float32 targets) as reference TFRecords."""
+    options = tf.io.TFRecordOptions(compression_type=compression or "")
+    with tf.io.TFRecordWriter(str(path), options) as writer:
+        for volume, target in zip(volumes, targets):
+            example = tf.train.Example(features=tf.train.Features(feature={
+                "x": tf.train.Feature(bytes_list=tf.train.BytesList(value=[volume.astype(np.int16).tobytes()])),
+                "y": tf.train.Feature(float_list=tf.train.FloatList(value=target.astype(np.float32))),
+            }))
+            writer.write(example.SerializeToString())
+
+
+def write_hdf5(path: Path, volumes: np.ndarray, targets: np.ndarray) -> None:
+    with h5py.File(path, "w") as f:
+        f.create_dataset("x", data=volumes.astype(np.int16), compression="gzip", compression_opts=1)
+        f.create_dataset("y", data=targets.astype(np.float32))
+
+
+# --- file lists, staging, validation -----------------------------------------
+
+def list_files(data_dir: str | Path, split: str, fmt: str, n_samples: int, samples_per_file: int) -> list[str]:
+    """Sorted files of one split, cut to the configured sample count."""
+    if fmt not in SUFFIX:
+        raise HarnessError(f"unknown data format '{fmt}': use one of {', '.join(SUFFIX)}")
+    directory = Path(data_dir) / split
+    if not directory.is_dir():
+        raise HarnessError(f"data directory {directory} not found: generate data with "
+                           f"'mlperf-hpc data synth cosmoflow --out {data_dir}' or pass --data DIR")
+    files = sorted(str(p) for p in directory.glob(f"*{SUFFIX[fmt]}"))
+    n_files = n_samples // samples_per_file
+    if len(files) < n_files:
+        raise HarnessError(f"{directory} holds {len(files)} {fmt} files ({len(files) * samples_per_file} samples) "
+                           f"but the config asks for {n_samples}: lower data.n_{'train' if split == 'train' else 'valid'} "
+                           f"or generate more data")
+    return files[:n_files]
+
+
+def shard(files: list[str], n_shards: int, index: int) -> list[str]:
+    """This replica's fixed share of the files (round robin)."""
+    return files[index::n_shards]
+
+
+def stage(files: list[str], stage_dir: str | Path) -> list[str]:
+    """Copy files to node-local storage (skipping ones already there with the
+    same size) and return the staged paths, in the same order."""
+    staged = []
+    for src in files:
+        dst = Path(stage_dir) / Path(src).parent.name / Path(src).name
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if not dst.exists() or dst.stat().st_size != Path(src).stat().st_size:
+            tmp = dst.with_suffix(dst.suffix + ".part")
+            shutil.copyfile(src, tmp)
+            tmp.replace(dst)
+        staged.append(str(dst))
+    return staged
+
+
+def read_file(path: str, fmt: str, compression: str | None) -> tuple[np.ndarray, np.ndarray]:
+    """All samples of one file as numpy arrays (volumes flat int16, targets)."""
+    if fmt == "hdf5":
+        with h5py.File(path, "r") as f:
+            return f["x"][...].reshape(len(f["x"]), -1), f["y"][...]
+    volumes, targets = [], []
+    for record in tf.data.TFRecordDataset(path, compression_type=compression or ""):
+        example = tf.train.Example.FromString(record.numpy())
+        volumes.append(np.frombuffer(example.features.feature["x"].bytes_list.value[0], np.int16))
+        targets.append(np.array(example.features.feature["y"].float_list.value, np.float32))
+    return volumes, np.array(targets)
+
+
+def check_file(path: str, fmt: str, compression: str | None, sample_shape: list[int]) -> None:
+    """Raise a one-line HarnessError if a file is unreadable or holds a sample
+    of the wrong shape."""
+    expected = int(np.prod(sample_shape))
+    try:
+        volumes, targets = read_file(path, fmt, compression)
+    except (tf.errors.OpError, OSError, KeyError, ValueError) as err:
+        reason = str(err).strip().splitlines()[0][:160]
+        raise HarnessError(f"corrupt {fmt} file {path} ({reason}): regenerate or remove it") from None
+    for volume, target in zip(volumes, targets):
+        if volume.size != expected:
+            raise HarnessError(f"sample in {path} has {volume.size} int16 values, expected "
+                               f"{'x'.join(map(str, sample_shape))} = {expected}: fix data.sample_shape "
+                               f"or regenerate the data")
+        if np.shape(target) != (N_TARGETS,):
+            raise HarnessError(f"sample in {path} has {np.size(target)} targets, expected {N_TARGETS}")
+
+
+def find_bad_file(files: list[str], fmt: str, compression: str | None, sample_shape: list[int]) -> None:
+    """Scan files for the one that broke the pipeline; raises its error."""
+    for path in files:
+        check_file(path, fmt, compression, sample_shape)
+
+
+# --- the pipeline --------------------------------------------------------------
+
+@dataclass
+class SplitPipeline:
+    dataset: tf.data.Dataset
+    files: list[str]
+    steps: int        # batches per epoch on this replica
+
+
+def _parse_tfrecord(record: tf.Tensor, sample_shape: list[int]) -> tuple[tf.Tensor, tf.Tensor]:
+    features = tf.io.parse_single_example(record, {
+        "x": tf.io.FixedLenFeature([], tf.string),
+        "y": tf.io.FixedLenFeature([N_TARGETS], tf.float32),
+    })
+    volume = tf.reshape(tf.io.decode_raw(features["x"], tf.int16), sample_shape)
+    return volume, features["y"]
+
+
+def _hdf5_samples(files: list[str], sample_shape: list[int]):
+    def generate(path):
+        with h5py.File(path.decode(), "r") as f:
+            for volume, target in zip(f["x"], f["y"]):
+                yield volume.reshape(sample_shape), target
+    signature = (tf.TensorSpec(sample_shape, tf.int16), tf.TensorSpec([N_TARGETS], tf.float32))
+    return lambda path: tf.data.Dataset.from_generator(generate, output_signature=signature, args=(path,))
+
+
+def make_pipeline(files: list[str], fmt: str, compression: str | None, sample_shape: list[int],
+                  batch_size: int, training: bool, shuffle: bool, apply_log: bool, prefetch: int,
+                  n_parallel_reads: int, seed: int, samples_per_file: int) -> SplitPipeline:
+    """Dataset over this replica's files. Training: shuffled per epoch,
+    repeated, full batches only. Validation: one pass, last batch partial."""
+    n_samples = len(files) * samples_per_file
+    ds = tf.data.Dataset.from_tensor_slices(files)
+    if training and shuffle:
+        ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+    if fmt == "tfrecord":
+        read = lambda path: tf.data.TFRecordDataset(path, compression_type=compression or "")
+        ds = ds.interleave(read, cycle_length=n_parallel_reads, num_parallel_calls=tf.data.AUTOTUNE,
+                           deterministic=True)
+        ds = ds.map(lambda r: _parse_tfrecord(r, sample_shape), num_parallel_calls=tf.data.AUTOTUNE)
+    else:
+        ds = ds.interleave(_hdf5_samples(files, sample_shape), cycle_length=n_parallel_reads,
+                           num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+    def normalise(volume, target):
+        volume = tf.cast(volume, tf.float32)
+        if apply_log:
+            return tf.math.log1p(volume), target
+        return volume / tf.reduce_mean(volume), target
+
+    ds = ds.map(normalise, num_parallel_calls=tf.data.AUTOTUNE)
+    if training:
+        ds = ds.repeat().batch(batch_size, drop_remainder=True)
+        steps = n_samples // batch_size
+    else:
+        ds = ds.batch(batch_size)
+        steps = -(-n_samples // batch_size)
+    return SplitPipeline(ds.prefetch(prefetch), files, steps)

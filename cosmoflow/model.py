@@ -1,0 +1,65 @@
+"""The CosmoFlow model (MLPerf HPC reference architecture, v1.0 onward).
+
+Five Conv3D('same') -> LeakyReLU -> MaxPool3D(2) blocks with 32·2^i channels,
+Flatten, Dense 128 / 64 with LeakyReLU and dropout 0.5, Dense 4 tanh scaled by
+1.2. Kernel size and widths are configurable (the v0.7 model used kernel 2).
+"""
+from __future__ import annotations
+
+import tensorflow as tf
+
+from mlperf_hpc.errors import HarnessError
+
+LEAKY_ALPHA = 0.3  # Keras' LeakyReLU default, as in the reference
+
+
+def check_pooling(spatial: list[int], n_conv_layers: int, split: list[int] | None = None) -> None:
+    """Refuse shapes whose pooled size stops dividing by 2 (and by the spatial
+    split, when the volume is split across processes) before some layer."""
+    split = split or [1] * len(spatial)
+    for layer in range(n_conv_layers):
+        sizes = [s // 2 ** layer for s in spatial]
+        for axis, (size, parts) in enumerate(zip(sizes, split)):
+            if size % 2 or size % parts or (size // parts) < 1:
+                raise HarnessError(
+                    f"conv layer {layer + 1} sees a {'x'.join(map(str, sizes))} volume; axis {axis} size {size} "
+                    f"is not divisible by 2{' and by the split ' + str(parts) if parts > 1 else ''}: "
+                    f"use a volume side divisible by {2 ** n_conv_layers * max(split)} or fewer conv layers")
+
+
+def build_model(input_shape: list[int], target_size: int = 4, kernel_size: int = 3, conv_size: int = 32,
+                n_conv_layers: int = 5, fc1_size: int = 128, fc2_size: int = 64, dropout: float = 0.5,
+                l2: float = 0.0) -> tf.keras.Model:
+    """Build the CosmoFlow regression CNN for (D, H, W, C) inputs."""
+    check_pooling(list(input_shape[:3]), n_conv_layers)
+    regulariser = tf.keras.regularizers.L2(l2) if l2 > 0 else None
+    inputs = tf.keras.Input(shape=tuple(input_shape), name="volume")
+    h = inputs
+    for i in range(n_conv_layers):
+        h = tf.keras.layers.Conv3D(conv_size * 2 ** i, kernel_size, padding="same", name=f"conv{i + 1}")(h)
+        h = tf.keras.layers.LeakyReLU(LEAKY_ALPHA)(h)
+        h = tf.keras.layers.MaxPool3D(2, name=f"pool{i + 1}")(h)
+    h = tf.keras.layers.Flatten()(h)
+    for j, width in enumerate((fc1_size, fc2_size)):
+        h = tf.keras.layers.Dense(width, kernel_regularizer=regulariser, name=f"fc{j + 1}")(h)
+        h = tf.keras.layers.LeakyReLU(LEAKY_ALPHA)(h)
+        if dropout > 0:
+            h = tf.keras.layers.Dropout(dropout)(h)
+    h = tf.keras.layers.Dense(target_size, activation="tanh", kernel_regularizer=regulariser, name="output")(h)
+    outputs = tf.keras.layers.Rescaling(1.2, name="scale")(h)
+    return tf.keras.Model(inputs, outputs, name="cosmoflow")
+
+
+def forward_flops(input_shape: list[int], kernel_size: int = 3, conv_size: int = 32, n_conv_layers: int = 5,
+                  fc1_size: int = 128, fc2_size: int = 64, target_size: int = 4) -> float:
+    """Multiply-adds x 2 of one forward pass (convs and dense layers); a
+    training step costs about three times this."""
+    d, h, w, c = input_shape
+    flops = 0.0
+    for i in range(n_conv_layers):
+        out_c = conv_size * 2 ** i
+        flops += 2.0 * d * h * w * kernel_size ** 3 * c * out_c
+        d, h, w, c = d // 2, h // 2, w // 2, out_c
+    widths = [d * h * w * c, fc1_size, fc2_size, target_size]
+    flops += sum(2.0 * a * b for a, b in zip(widths, widths[1:]))
+    return flops

@@ -1,0 +1,193 @@
+"""The shared training driver: one loop for every benchmark and layout.
+
+It follows the MLPerf timing rules: model construction and the initial
+broadcast happen between init_start and init_stop; run_start is logged after
+a barrier, so the time to train is the whole job's; data staging and every
+data read fall inside the timed region; each epoch is followed by a full
+evaluation whose metric is reduced over all replicas; the run stops at the
+benchmark's target. Any failure, on any rank, ends with run_stop
+status=aborted in the log and a non-zero exit everywhere, never a hang.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tensorflow as tf
+from mlperf_logging.mllog import constants as keys
+
+from mlperf_hpc.benchmark import Benchmark
+from mlperf_hpc import mllogging
+from mlperf_hpc.mllogging import MLPerfLog
+from mlperf_hpc.progress import Progress
+from parallel.layouts import SingleProcess
+
+
+@dataclass
+class EpochRecord:
+    epoch: int
+    train_seconds: float
+    eval_seconds: float
+    samples: int
+    metric: float
+
+
+@dataclass
+class RunResult:
+    log_path: Path | None
+    reached_target: bool
+    time_to_train: float                     # seconds, run_start to run_stop
+    staging_seconds: float
+    global_batch: int
+    epochs: list[EpochRecord] = field(default_factory=list)
+
+    @property
+    def train_samples_per_second(self) -> float:
+        seconds = sum(e.train_seconds for e in self.epochs)
+        return sum(e.samples for e in self.epochs) / seconds if seconds else 0.0
+
+    @property
+    def final_metric(self) -> float:
+        return self.epochs[-1].metric if self.epochs else float("nan")
+
+
+def seed_for_run(configured: int | None) -> int:
+    """The configured seed, or a fresh one so that repeated runs differ."""
+    return configured if configured is not None else int.from_bytes(os.urandom(4), "little") % 2**31
+
+
+def use_local_accelerator(local_rank: int) -> int:
+    """Give each rank on a node its own GPU; returns accelerators per node."""
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        tf.config.set_visible_devices(gpus[local_rank % len(gpus)], "GPU")
+    return len(gpus)
+
+
+def train(benchmark: Benchmark, config: Any, layout: SingleProcess | None = None,
+          log_path: str | Path | None = None, show_progress: bool = True) -> RunResult:
+    """Train ``benchmark`` to its target (or its epoch limit) and log it."""
+    layout = layout or SingleProcess()
+    topology = layout.topology
+    log = MLPerfLog(Path(log_path) if log_path else None, enabled=topology.is_root)
+    progress = Progress(benchmark.name, enabled=show_progress and topology.is_root)
+    state = {"run_started": False}
+    try:
+        return _train(benchmark, config, layout, log, progress, state)
+    except BaseException:
+        if state["run_started"]:
+            log.end(keys.RUN_STOP, metadata={"status": "aborted"})
+        layout.abort()
+        raise
+    finally:
+        log.close()
+
+
+def _train(benchmark: Benchmark, config: Any, layout: SingleProcess, log: MLPerfLog,
+           progress: Progress, state: dict) -> RunResult:
+    topology = layout.topology
+    log.event(keys.CACHE_CLEAR, True)
+    log.start(keys.INIT_START)
+    accelerators = use_local_accelerator(topology.local_rank)
+
+    local_batch = benchmark.local_batch_size(config)
+    global_batch = local_batch * layout.data_shards
+    seed = seed_for_run(benchmark.seed(config))
+    log.submission(benchmark.submission_info(config), benchmark.name)
+    log.event(mllogging.NUMBER_OF_NODES, topology.nodes)
+    log.event(mllogging.NUMBER_OF_RANKS, topology.size)
+    log.event(mllogging.ACCELERATORS_PER_NODE, accelerators)
+    log.event(keys.SEED, seed)
+    log.event(keys.GLOBAL_BATCH_SIZE, global_batch)
+    for key, value in benchmark.hyperparameters(config, global_batch).items():
+        log.event(key, value)
+
+    tf.keras.utils.set_random_seed(seed + topology.rank)
+    model = benchmark.build_model(config)
+    optimizer = benchmark.make_optimizer(config)
+    optimizer.build(model.trainable_variables)
+    layout.broadcast_variables(model.variables + optimizer.variables)
+
+    @tf.function(reduce_retracing=True)
+    def train_step(x, y):
+        with tf.GradientTape() as tape:
+            predictions = model(x, training=True)
+            loss = benchmark.loss(y, predictions)
+            if model.losses:
+                loss += tf.add_n(model.losses)
+        tape = layout.wrap_tape(tape)
+        gradients = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+        return loss
+
+    @tf.function(reduce_retracing=True)
+    def eval_step(x, y):
+        return tf.stack(benchmark.metric_sums(y, model(x, training=False)))
+
+    log.end(keys.INIT_STOP)
+    layout.barrier()
+    log.start(keys.RUN_START)
+    state["run_started"] = True
+    run_start = time.monotonic()
+
+    log.start(keys.STAGING_START)
+    benchmark.stage(config, layout.data_shard_index, layout.data_shards)
+    layout.barrier()
+    log.end(keys.STAGING_STOP)
+    staging_seconds = time.monotonic() - run_start
+
+    pipelines = benchmark.pipelines(config, layout.data_shard_index, layout.data_shards)
+    log.event(keys.TRAIN_SAMPLES, pipelines.n_train)
+    log.event(keys.EVAL_SAMPLES, pipelines.n_valid)
+
+    def next_batch(iterator):
+        try:
+            return next(iterator)
+        except tf.errors.OpError as err:
+            raise benchmark.explain_data_error(config, layout.data_shard_index, layout.data_shards, err) from None
+
+    result = RunResult(log.path, False, 0.0, staging_seconds, global_batch)
+    max_epochs = benchmark.max_epochs(config)
+    train_batches = iter(pipelines.train)
+    for epoch in range(1, max_epochs + 1):
+        optimizer.learning_rate.assign(benchmark.learning_rate(config, epoch - 1, global_batch))
+        log.start(keys.EPOCH_START, metadata={"epoch_num": epoch})
+        start = time.monotonic()
+        for step in range(1, pipelines.train_steps + 1):
+            x, y = next_batch(train_batches)
+            train_step(x, y)
+            progress.step(epoch, max_epochs, step, pipelines.train_steps, step * global_batch,
+                          time.monotonic() - start)
+        log.end(keys.EPOCH_STOP, metadata={"epoch_num": epoch})
+        train_seconds = time.monotonic() - start
+
+        log.start(keys.EVAL_START, metadata={"epoch_num": epoch})
+        start = time.monotonic()
+        sums = tf.zeros([2])
+        valid_batches = iter(pipelines.valid)
+        for _ in range(pipelines.valid_steps):
+            x, y = next_batch(valid_batches)
+            sums += eval_step(x, y)
+        total, count = layout.allreduce_sum(sums).numpy()
+        metric = float(total / count)
+        log.end(keys.EVAL_STOP, metadata={"epoch_num": epoch})
+        log.event(benchmark.metric_key, metric, metadata={"epoch_num": epoch})
+        eval_seconds = time.monotonic() - start
+
+        samples = pipelines.train_steps * global_batch
+        result.epochs.append(EpochRecord(epoch, train_seconds, eval_seconds, samples, metric))
+        progress.say(f"epoch {epoch}: {benchmark.metric_name} {metric:.4f} (target "
+                     f"{'<=' if benchmark.lower_is_better else '>='} {benchmark.target(config)})  "
+                     f"train {samples / train_seconds:.1f} samples/s  {train_seconds:.1f}s + eval {eval_seconds:.1f}s")
+        if benchmark.reached(config, metric):
+            result.reached_target = True
+            break
+
+    layout.barrier()
+    result.time_to_train = time.monotonic() - run_start
+    log.end(keys.RUN_STOP, metadata={"status": "success" if result.reached_target else "aborted"})
+    state["run_started"] = False
+    return result

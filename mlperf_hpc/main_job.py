@@ -1,0 +1,46 @@
+"""The embedded default (``mlperf-hpc run``): mini CosmoFlow end to end.
+
+Generates the mini synthetic dataset if missing, trains to the closed target
+on this machine, checks the log with the official checker and prints a
+summary. Everything it writes stays under ``data/`` and ``logs/``.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from mlperf_hpc.runtime import configure_environment
+
+
+def run_main_job(workdir: Path) -> int:
+    configure_environment()
+    from cosmoflow.benchmark import CosmoFlow
+    from cosmoflow.synth import generate
+    from mlperf_hpc.cli import default_config
+    from mlperf_hpc.compliance import check_log
+    from mlperf_hpc.driver import train
+
+    benchmark = CosmoFlow()
+    config_path = default_config(benchmark.name)
+    config = benchmark.load_config(config_path)
+    data_dir = workdir / "data" / "cosmoflow-mini"
+    config.data.data_dir = str(data_dir)
+    size = config.data.sample_shape[0]
+    if not (data_dir / "validation").is_dir():
+        print(f"[run] generating the mini dataset ({config.data.n_train} + {config.data.n_valid} samples, "
+              f"{size}^3x4) in {data_dir}", flush=True)
+        generate(data_dir.with_name(data_dir.name + ".part"), size, config.data.n_train, config.data.n_valid,
+                 seed=1).rename(data_dir)
+
+    log_path = workdir / "logs" / "local" / f"cosmoflow-mini-{time.strftime('%Y%m%d-%H%M%S')}.log"
+    print(f"[run] training CosmoFlow ({config_path.name}) to val MAE <= {config.train.target_mae}; "
+          f"log {log_path}", flush=True)
+    result = train(benchmark, config, log_path=log_path)
+    verdict = check_log(log_path)
+    print(f"[run] official checker (hpc {config.mlperf.benchmark_version}, {config.mlperf.division}): "
+          f"{verdict.line()}")
+    print(f"[run] summary: target {'reached' if result.reached_target else 'NOT reached'} "
+          f"(val MAE {result.final_metric:.4f}) in {len(result.epochs)} epochs; time to train "
+          f"{result.time_to_train / 60:.2f} min (staging {result.staging_seconds:.1f}s); "
+          f"{result.train_samples_per_second:.1f} train samples/s at global batch {result.global_batch}")
+    return 0 if (result.reached_target and verdict.passed) else 1

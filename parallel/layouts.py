@@ -1,0 +1,92 @@
+"""Parallel layouts: how the shared driver spreads training over processes.
+
+A layout owns every collective the driver needs (gradient reduction, initial
+broadcast, metric reduction, barriers, abort) and says which share of the
+data this process reads. ``SingleProcess`` is the identity; ``DataParallel``
+runs Horovod over MPI: one model replica per rank, each reading its own shard,
+gradients averaged every step.
+"""
+from __future__ import annotations
+
+import sys
+
+import tensorflow as tf
+
+from mlperf_hpc.errors import HarnessError
+from parallel.topology import ProcessTopology
+
+LAYOUTS = ("single", "data")
+
+
+class SingleProcess:
+    """One process, no communication."""
+
+    name = "single"
+
+    def __init__(self) -> None:
+        self.topology = ProcessTopology()
+
+    @property
+    def data_shards(self) -> int:
+        """How many replicas read distinct data (the global batch multiplier)."""
+        return self.topology.size
+
+    @property
+    def data_shard_index(self) -> int:
+        return self.topology.rank
+
+    def wrap_tape(self, tape: tf.GradientTape) -> tf.GradientTape:
+        return tape
+
+    def broadcast_variables(self, variables: list[tf.Variable]) -> None:
+        """Make every replica start from rank 0's values."""
+
+    def allreduce_sum(self, value: tf.Tensor) -> tf.Tensor:
+        return value
+
+    def barrier(self) -> None:
+        """Wait for every process."""
+
+    def abort(self) -> None:
+        """Tell the other processes this one is failing."""
+
+
+class DataParallel(SingleProcess):
+    """Horovod (MPI controller) data parallelism."""
+
+    name = "data"
+
+    def __init__(self) -> None:
+        import horovod.tensorflow as hvd
+
+        self.hvd = hvd
+        hvd.init()
+        self.topology = ProcessTopology(rank=hvd.rank(), size=hvd.size(), local_rank=hvd.local_rank(),
+                                        local_size=hvd.local_size(), nodes=hvd.cross_size())
+
+    def wrap_tape(self, tape: tf.GradientTape) -> tf.GradientTape:
+        return self.hvd.DistributedGradientTape(tape)
+
+    def broadcast_variables(self, variables: list[tf.Variable]) -> None:
+        self.hvd.broadcast_variables(variables, root_rank=0)
+
+    def allreduce_sum(self, value: tf.Tensor) -> tf.Tensor:
+        return self.hvd.allreduce(value, op=self.hvd.Sum)
+
+    def barrier(self) -> None:
+        # An allreduce every rank must join; uses the same engine as training.
+        self.hvd.allreduce(tf.zeros([1]), op=self.hvd.Sum, name="barrier")
+
+    def abort(self) -> None:
+        # Shutting Horovod down makes every other rank's pending or next
+        # collective fail at once, so they stop instead of waiting forever.
+        print(f"mlperf-hpc: rank {self.topology.rank} is failing; shutting Horovod down", file=sys.stderr)
+        self.hvd.shutdown()
+
+
+def make_layout(name: str) -> SingleProcess:
+    if name == "single":
+        return SingleProcess()
+    if name == "data":
+        return DataParallel()
+    raise HarnessError(f"unknown layout '{name}': use one of {', '.join(LAYOUTS)}")
