@@ -55,7 +55,7 @@ class LRScheduleConfig:
 @dataclass
 class TrainConfig:
     target_mae: float = 0.124
-    seed: int = 0
+    seed: int | None = None            # null: a fresh seed per run
 
 
 @dataclass

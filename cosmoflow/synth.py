@@ -16,6 +16,8 @@ parameters from N-body volumes. Deterministic given the seed.
 """
 from __future__ import annotations
 
+import multiprocessing
+import os
 import sys
 import time
 from pathlib import Path
@@ -57,33 +59,47 @@ def synth_volume(p: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarr
     return volume
 
 
-def generate(out: str | Path, size: int, n_train: int, n_valid: int, fmt: str = "tfrecord",
-             samples_per_file: int = 1, seed: int = 0, compression: str | None = "GZIP",
-             progress: bool = True) -> Path:
-    """Write ``train/`` and ``validation/`` under ``out`` in the reference format."""
+def _write_file(job: tuple) -> int:
+    """Write one file of samples; seeded by (seed, split, file index) so the
+    output does not depend on how many workers share the job."""
     from cosmoflow import data  # TensorFlow is only needed when writing
 
+    path, split_index, file_index, count, size, fmt, seed, compression = job
+    rng = np.random.default_rng([seed, split_index, file_index])
+    targets = rng.uniform(-1, 1, (count, 4)).astype(np.float32)
+    volumes = np.stack([synth_volume(t, size, rng) for t in targets])
+    tmp = Path(path).with_name(Path(path).name + ".part")
+    if fmt == "tfrecord":
+        data.write_tfrecord(tmp, volumes, targets, compression)
+    else:
+        data.write_hdf5(tmp, volumes, targets)
+    tmp.replace(path)  # a killed generator never leaves a half-written file
+    return count
+
+
+def generate(out: str | Path, size: int, n_train: int, n_valid: int, fmt: str = "tfrecord",
+             samples_per_file: int = 1, seed: int = 0, compression: str | None = "GZIP",
+             progress: bool = True, workers: int | None = None) -> Path:
+    """Write ``train/`` and ``validation/`` under ``out`` in the reference
+    format, using a pool of processes (one per core by default)."""
+    from cosmoflow.data import SUFFIX
+
     out = Path(out)
-    rng = np.random.default_rng(seed)
-    for split, n_samples in (("train", n_train), ("validation", n_valid)):
-        directory = out / split
-        directory.mkdir(parents=True, exist_ok=True)
-        n_files = -(-n_samples // samples_per_file)
-        start = time.time()
-        for i in range(n_files):
+    jobs = []
+    for split_index, (split, n_samples) in enumerate((("train", n_train), ("validation", n_valid))):
+        (out / split).mkdir(parents=True, exist_ok=True)
+        for i in range(-(-n_samples // samples_per_file)):
             count = min(samples_per_file, n_samples - i * samples_per_file)
-            targets = rng.uniform(-1, 1, (count, 4)).astype(np.float32)
-            volumes = np.stack([synth_volume(t, size, rng) for t in targets])
-            path = directory / f"cosmo_{split}_{i:06d}{data.SUFFIX[fmt]}"
-            tmp = path.with_name(path.name + ".part")
-            if fmt == "tfrecord":
-                data.write_tfrecord(tmp, volumes, targets, compression)
-            else:
-                data.write_hdf5(tmp, volumes, targets)
-            tmp.replace(path)  # a killed generator never leaves a half-written file
-            if progress and (i + 1) % max(1, n_files // 20) == 0:
-                rate = (i + 1) * samples_per_file / (time.time() - start)
-                eta = (n_files - i - 1) * samples_per_file / rate
-                print(f"synth cosmoflow {split}: {i + 1}/{n_files} files, {rate:.0f} samples/s, "
-                      f"ETA {eta:.0f}s", file=sys.stderr, flush=True)
+            path = out / split / f"cosmo_{split}_{i:06d}{SUFFIX[fmt]}"
+            jobs.append((str(path), split_index, i, count, size, fmt, seed, compression))
+    workers = workers or len(os.sched_getaffinity(0))
+    start, done = time.time(), 0
+    # spawn, not fork: the parent may already hold TensorFlow's threads.
+    with multiprocessing.get_context("spawn").Pool(workers) as pool:
+        for n, count in enumerate(pool.imap_unordered(_write_file, jobs, chunksize=4), 1):
+            done += count
+            if progress and (n % max(1, len(jobs) // 10) == 0 or n == len(jobs)):
+                rate = done / (time.time() - start)
+                print(f"synth cosmoflow: {n}/{len(jobs)} files, {rate:.0f} samples/s, "
+                      f"ETA {(n_train + n_valid - done) / rate:.0f}s", file=sys.stderr, flush=True)
     return out

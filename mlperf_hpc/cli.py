@@ -24,6 +24,19 @@ def default_log_path(benchmark: str) -> Path:
     return Path("logs") / "local" / f"{benchmark}-{time.strftime('%Y%m%d-%H%M%S')}.log"
 
 
+def parse_settings(settings: list[str]) -> dict:
+    """``--set section.key=VALUE`` pairs, each VALUE read as YAML."""
+    import yaml
+
+    overrides = {}
+    for item in settings:
+        key, sep, value = item.partition("=")
+        if not sep or "." not in key:
+            raise HarnessError(f"--set '{item}' must look like section.key=value (e.g. data.n_train=256)")
+        overrides[key] = yaml.safe_load(value)
+    return overrides
+
+
 def _cmd_synth(args: argparse.Namespace) -> int:
     if args.benchmark != "cosmoflow":
         raise HarnessError(f"no synthetic generator for '{args.benchmark}' yet: use cosmoflow")
@@ -49,11 +62,17 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     benchmark = get_benchmark(args.benchmark)
     overrides = {"data.data_dir": args.data, "data.stage_dir": args.stage_dir, "data.n_epochs": args.epochs,
-                 "data.batch_size": args.batch_size, "train.seed": args.seed}
+                 "data.batch_size": args.batch_size, "train.seed": args.seed, **parse_settings(args.set)}
     config = benchmark.load_config(args.config or default_config(args.benchmark), overrides)
     layout = make_layout(args.layout)
     log_path = Path(args.log) if args.log else default_log_path(args.benchmark)
-    result = train(benchmark, config, layout, log_path)
+    try:
+        result = train(benchmark, config, layout, log_path, save_weights=args.save_weights)
+    except Exception as err:
+        if not layout.is_peer_failure(err):
+            raise
+        raise HarnessError(f"rank {layout.topology.rank} stopped because another rank failed "
+                           f"(its error is printed above); the log records run_stop status=aborted") from None
     if layout.topology.is_root:
         print(f"{args.benchmark}: {'reached' if result.reached_target else 'did NOT reach'} target in "
               f"{len(result.epochs)} epochs, time to train {result.time_to_train / 60:.2f} min, "
@@ -73,7 +92,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     from mlperf_hpc.main_job import run_main_job
 
-    return run_main_job(Path(args.workdir))
+    return run_main_job(Path(args.workdir), args.seed)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -114,6 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--epochs", type=int, help="maximum epochs (overrides data.n_epochs)")
     tr.add_argument("--batch-size", type=int, help="per-replica batch (overrides data.batch_size)")
     tr.add_argument("--seed", type=int, help="random seed (default: config, else a fresh one)")
+    tr.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                    help="override any config value, e.g. --set data.n_train=256 (repeatable)")
+    tr.add_argument("--save-weights", help="rank 0 saves the final model weights to this HDF5 file")
     tr.set_defaults(func=_cmd_train)
 
     ck = sub.add_parser(
@@ -130,6 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "(val MAE <= 0.124), write the log under logs/, check it with the official checker and "
                     "print a summary.")
     run.add_argument("--workdir", default=".", help="where data/ and logs/ go (default: current directory)")
+    run.add_argument("--seed", type=int, help="random seed (default: a fresh one per run)")
     run.set_defaults(func=_cmd_run)
     return parser
 

@@ -11,6 +11,7 @@ status=aborted in the log and a non-zero exit everywhere, never a hang.
 from __future__ import annotations
 
 import os
+import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,27 +68,44 @@ def use_local_accelerator(local_rank: int) -> int:
     return len(gpus)
 
 
+class Terminated(SystemExit):
+    """SIGTERM arrived (mpirun stopping the job because another rank died)."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated(128 + signum)
+
+
 def train(benchmark: Benchmark, config: Any, layout: SingleProcess | None = None,
-          log_path: str | Path | None = None, show_progress: bool = True) -> RunResult:
-    """Train ``benchmark`` to its target (or its epoch limit) and log it."""
+          log_path: str | Path | None = None, show_progress: bool = True,
+          save_weights: str | Path | None = None) -> RunResult:
+    """Train ``benchmark`` to its target (or its epoch limit) and log it;
+    rank 0 saves the final weights to ``save_weights`` (HDF5) if given."""
     layout = layout or SingleProcess()
     topology = layout.topology
     log = MLPerfLog(Path(log_path) if log_path else None, enabled=topology.is_root)
     progress = Progress(benchmark.name, enabled=show_progress and topology.is_root)
     state = {"run_started": False}
+    # mpirun answers a dead rank with SIGTERM to the others; turning it into an
+    # exception lets rank 0 still write run_stop status=aborted.
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
-        return _train(benchmark, config, layout, log, progress, state)
-    except BaseException:
+        result, model = _train(benchmark, config, layout, log, progress, state)
+        if save_weights and topology.is_root:
+            model.save_weights(str(save_weights))
+        return result
+    except BaseException as err:
         if state["run_started"]:
             log.end(keys.RUN_STOP, metadata={"status": "aborted"})
-        layout.abort()
+        layout.abort(failed_here=not layout.is_peer_failure(err))
         raise
     finally:
+        signal.signal(signal.SIGTERM, previous)
         log.close()
 
 
 def _train(benchmark: Benchmark, config: Any, layout: SingleProcess, log: MLPerfLog,
-           progress: Progress, state: dict) -> RunResult:
+           progress: Progress, state: dict) -> tuple[RunResult, tf.keras.Model]:
     topology = layout.topology
     log.event(keys.CACHE_CLEAR, True)
     log.start(keys.INIT_START)
@@ -190,4 +208,4 @@ def _train(benchmark: Benchmark, config: Any, layout: SingleProcess, log: MLPerf
     result.time_to_train = time.monotonic() - run_start
     log.end(keys.RUN_STOP, metadata={"status": "success" if result.reached_target else "aborted"})
     state["run_started"] = False
-    return result
+    return result, model

@@ -12,7 +12,7 @@ from pathlib import Path
 from mlperf_hpc.runtime import configure_environment
 
 
-def run_main_job(workdir: Path) -> int:
+def run_main_job(workdir: Path, seed: int | None = None) -> int:
     configure_environment()
     from cosmoflow.benchmark import CosmoFlow
     from cosmoflow.synth import generate
@@ -25,6 +25,7 @@ def run_main_job(workdir: Path) -> int:
     config = benchmark.load_config(config_path)
     data_dir = workdir / "data" / "cosmoflow-mini"
     config.data.data_dir = str(data_dir)
+    config.train.seed = seed if seed is not None else config.train.seed
     size = config.data.sample_shape[0]
     if not (data_dir / "validation").is_dir():
         print(f"[run] generating the mini dataset ({config.data.n_train} + {config.data.n_valid} samples, "

@@ -8,7 +8,7 @@ gradients averaged every step.
 """
 from __future__ import annotations
 
-import sys
+import time
 
 import tensorflow as tf
 
@@ -16,6 +16,7 @@ from mlperf_hpc.errors import HarnessError
 from parallel.topology import ProcessTopology
 
 LAYOUTS = ("single", "data")
+PEER_GRACE_SECONDS = 2.0
 
 
 class SingleProcess:
@@ -47,8 +48,12 @@ class SingleProcess:
     def barrier(self) -> None:
         """Wait for every process."""
 
-    def abort(self) -> None:
-        """Tell the other processes this one is failing."""
+    def abort(self, failed_here: bool) -> None:
+        """Make the other processes stop too (they may be waiting on this one)."""
+
+    def is_peer_failure(self, error: BaseException) -> bool:
+        """Whether ``error`` means another process failed, not this one."""
+        return False
 
 
 class DataParallel(SingleProcess):
@@ -77,11 +82,21 @@ class DataParallel(SingleProcess):
         # An allreduce every rank must join; uses the same engine as training.
         self.hvd.allreduce(tf.zeros([1]), op=self.hvd.Sum, name="barrier")
 
-    def abort(self) -> None:
+    def abort(self, failed_here: bool) -> None:
         # Shutting Horovod down makes every other rank's pending or next
         # collective fail at once, so they stop instead of waiting forever.
-        print(f"mlperf-hpc: rank {self.topology.rank} is failing; shutting Horovod down", file=sys.stderr)
         self.hvd.shutdown()
+        if not failed_here:
+            # Let the rank that failed print its error and exit first: once
+            # any rank exits non-zero, mpirun kills the rest of the job.
+            time.sleep(PEER_GRACE_SECONDS)
+
+    def is_peer_failure(self, error: BaseException) -> bool:
+        from horovod.common.exceptions import HorovodInternalError
+
+        text = str(error)
+        return (isinstance(error, (HorovodInternalError, SystemExit))
+                or "Horovod has been shut down" in text or "HorovodAllreduce" in text)
 
 
 def make_layout(name: str) -> SingleProcess:

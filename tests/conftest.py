@@ -1,0 +1,63 @@
+"""Shared fixtures: real synthetic datasets on disk, configs, and a way to run
+the real CLI (in-process for speed, or as a subprocess / under mpirun)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mlperf_hpc.runtime import configure_environment
+
+configure_environment()
+
+REPO = Path(__file__).resolve().parents[1]
+PYTHON = sys.executable
+MPI_ENV = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
+           "OMPI_MCA_rmaps_base_oversubscribe": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def cli(*args: str, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run ``mlperf-hpc ARGS`` as a real subprocess."""
+    return subprocess.run([PYTHON, "-m", "mlperf_hpc.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=REPO, env={**os.environ, **(env or {})})
+
+
+def mpirun(n: int, *args: str, timeout: float = 900, extra_env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run ``mlperf-hpc ARGS`` on ``n`` real MPI ranks (one thread each)."""
+    env = {**os.environ, **MPI_ENV, "MLPERF_HPC_THREADS": "1", **(extra_env or {})}
+    exports = [x for name in ("MLPERF_HPC_THREADS", "PYTHONUNBUFFERED", *(extra_env or {})) for x in ("-x", name)]
+    command = ["mpirun", "-np", str(n), "--oversubscribe", "--bind-to", "none", *exports,
+               PYTHON, "-m", "mlperf_hpc.cli", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=REPO, env=env)
+
+
+def write_config(path: Path, data_dir: Path, **sections) -> Path:
+    """A small CosmoFlow config: the mini config with section overrides."""
+    config = yaml.safe_load((REPO / "cosmoflow" / "configs" / "mini.yaml").read_text())
+    config["data"]["data_dir"] = str(data_dir)
+    for section, values in sections.items():
+        config.setdefault(section, {}).update(values)
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory) -> Path:
+    """32^3 CosmoFlow TFRecords: 64 train / 32 validation samples."""
+    from cosmoflow.synth import generate
+
+    return generate(tmp_path_factory.mktemp("tiny") / "cosmo", 32, 64, 32, seed=3, progress=False)
+
+
+@pytest.fixture(scope="session")
+def main_job(tmp_path_factory):
+    """One real ``mlperf-hpc run`` (mini CosmoFlow trained to the closed
+    target), shared by the tests that need a converged log."""
+    workdir = tmp_path_factory.mktemp("main_job")
+    result = cli("run", "--workdir", str(workdir), "--seed", "1", timeout=900)
+    logs = sorted((workdir / "logs" / "local").glob("cosmoflow-mini-*.log"))
+    return result, workdir, logs

@@ -1,0 +1,148 @@
+"""Reader round-trips on real TFRecord/HDF5 files, sharding, staging, and the
+one-line errors for bad data."""
+import gzip
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from cosmoflow import data
+from cosmoflow.synth import synth_volume
+from mlperf_hpc.errors import HarnessError
+from tests.conftest import cli, write_config
+
+
+def _samples(n, size=32, seed=0):
+    rng = np.random.default_rng(seed)
+    targets = rng.uniform(-1, 1, (n, 4)).astype(np.float32)
+    return np.stack([synth_volume(t, size, rng) for t in targets]), targets
+
+
+def _pipeline(files, fmt, **kw):
+    args = dict(fmt=fmt, compression="GZIP", sample_shape=[32, 32, 32, 4], batch_size=2, training=False,
+                shuffle=False, apply_log=True, prefetch=1, n_parallel_reads=1, seed=0, samples_per_file=2)
+    args.update(kw)
+    return data.make_pipeline(files, **args)
+
+
+@pytest.mark.parametrize("fmt", ["tfrecord", "hdf5"])
+def test_round_trip_through_the_pipeline(tmp_path, fmt):
+    volumes, targets = _samples(4)
+    paths = []
+    for i in range(2):
+        path = tmp_path / f"f{i}{data.SUFFIX[fmt]}"
+        if fmt == "tfrecord":
+            data.write_tfrecord(path, volumes[2 * i:2 * i + 2], targets[2 * i:2 * i + 2])
+        else:
+            data.write_hdf5(path, volumes[2 * i:2 * i + 2], targets[2 * i:2 * i + 2])
+        paths.append(str(path))
+    pipe = _pipeline(paths, fmt)
+    xs, ys = zip(*[(x.numpy(), y.numpy()) for x, y in pipe.dataset])
+    x, y = np.concatenate(xs), np.concatenate(ys)
+    assert pipe.steps == 2
+    np.testing.assert_allclose(x, np.log1p(volumes.astype(np.float32)), rtol=1e-6)
+    np.testing.assert_array_equal(y, targets)
+
+
+def test_tfrecord_is_gzip_with_reference_features(tmp_path):
+    volumes, targets = _samples(1)
+    path = tmp_path / "one.tfrecord"
+    data.write_tfrecord(path, volumes, targets)
+    assert gzip.open(path).read(1)  # really gzip-compressed
+    record = next(iter(tf.data.TFRecordDataset(str(path), compression_type="GZIP")))
+    features = tf.train.Example.FromString(record.numpy()).features.feature
+    assert set(features) == {"x", "y"}
+    assert np.frombuffer(features["x"].bytes_list.value[0], np.int16).size == 32 ** 3 * 4
+    assert len(features["y"].float_list.value) == 4
+
+
+def test_synthetic_data_is_deterministic_and_driven_by_targets():
+    a, _ = _samples(1, seed=5)
+    b, _ = _samples(1, seed=5)
+    np.testing.assert_array_equal(a, b)
+    rng = np.random.default_rng(0)
+    low = synth_volume(np.array([-1.0, 0, 0, 0]), 32, rng)
+    high = synth_volume(np.array([1.0, 0, 0, 0]), 32, rng)
+    assert high.mean() > 3 * low.mean()  # p0 sets the mean density
+
+
+def test_shards_partition_the_files():
+    files = [f"f{i}" for i in range(10)]
+    shards = [data.shard(files, 3, r) for r in range(3)]
+    assert sorted(sum(shards, [])) == sorted(files)
+    assert not set(shards[0]) & set(shards[1])
+
+
+def test_training_pipeline_reshuffles_each_epoch_within_the_shard(tiny_data):
+    files = data.list_files(tiny_data, "train", "tfrecord", 64, 1)[:8]
+    pipe = _pipeline(files, "tfrecord", batch_size=8, training=True, shuffle=True, samples_per_file=1)
+    it = iter(pipe.dataset)
+    first, second = next(it)[1].numpy(), next(it)[1].numpy()
+    assert sorted(map(tuple, first)) == sorted(map(tuple, second))  # same 8 samples...
+    assert not np.array_equal(first, second)                         # ...in a new order
+
+
+def test_staging_copies_files_locally(tiny_data, tmp_path):
+    files = data.list_files(tiny_data, "train", "tfrecord", 4, 1)
+    staged = data.stage(files, tmp_path / "local")
+    assert [p.split("/")[-1] for p in staged] == [p.split("/")[-1] for p in files]
+    assert all(open(a, "rb").read() == open(b, "rb").read() for a, b in zip(files, staged))
+
+
+def test_missing_split_directory(tmp_path):
+    with pytest.raises(HarnessError, match=r"data directory .*train not found"):
+        data.list_files(tmp_path, "train", "tfrecord", 4, 1)
+
+
+def test_too_few_files(tiny_data):
+    with pytest.raises(HarnessError, match=r"holds 32 tfrecord files .* asks for 100"):
+        data.list_files(tiny_data, "validation", "tfrecord", 100, 1)
+
+
+# --- bad input through the real CLI: one line, no traceback -------------------
+
+def _assert_one_line_error(result, pattern):
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = [ln for ln in result.stderr.splitlines() if ln.startswith("mlperf-hpc: error:")]
+    assert len(lines) == 1, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    import re
+    assert re.search(pattern, lines[0]), lines[0]
+
+
+def test_cli_missing_data_dir(tmp_path):
+    config = write_config(tmp_path / "c.yaml", tmp_path / "nowhere")
+    result = cli("train", "cosmoflow", "--config", str(config), "--log", str(tmp_path / "run.log"))
+    _assert_one_line_error(result, r"data directory .*nowhere/train not found.*data synth cosmoflow")
+
+
+def test_cli_unknown_config_key(tmp_path, tiny_data):
+    config = write_config(tmp_path / "c.yaml", tiny_data, model={"conv_sise": 8})
+    result = cli("train", "cosmoflow", "--config", str(config))
+    _assert_one_line_error(result, r"unknown key 'model.conv_sise'")
+
+
+def _copy_data(src, dst):
+    import shutil
+    shutil.copytree(src, dst)
+    return dst
+
+
+def test_cli_corrupt_tfrecord(tmp_path, tiny_data):
+    bad = _copy_data(tiny_data, tmp_path / "bad")
+    victim = sorted((bad / "train").glob("*.tfrecord"))[5]
+    raw = victim.read_bytes()
+    victim.write_bytes(raw[:40] + b"\x00garbage" * 20 + raw[200:])
+    config = write_config(tmp_path / "c.yaml", bad, data={"n_train": 64, "n_valid": 32, "batch_size": 8})
+    log = tmp_path / "run.log"
+    result = cli("train", "cosmoflow", "--config", str(config), "--log", str(log), "--epochs", "1")
+    _assert_one_line_error(result, rf"corrupt tfrecord file .*{victim.name}.*regenerate or remove it")
+    text = log.read_text()  # the log survives and records the abort
+    assert '"key": "run_start"' in text and '"status": "aborted"' in text
+
+
+def test_cli_sample_of_wrong_shape(tmp_path, tiny_data):
+    config = write_config(tmp_path / "c.yaml", tiny_data,
+                          data={"sample_shape": [64, 64, 64, 4], "n_train": 64, "n_valid": 32})
+    result = cli("train", "cosmoflow", "--config", str(config), "--log", str(tmp_path / "run.log"))
+    _assert_one_line_error(result, r"has 131072 int16 values, expected 64x64x64x4 = 1048576")
