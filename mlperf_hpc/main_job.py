@@ -2,7 +2,8 @@
 
 Generates the mini synthetic dataset if missing, trains to the closed target
 on this machine, checks the log with the official checker and prints a
-summary. Everything it writes stays under ``data/`` and ``logs/``.
+summary, and writes the throughput report of its own run. Everything it
+writes stays under ``data/`` and ``logs/``.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ def run_main_job(workdir: Path, seed: int | None = None) -> int:
     from mlperf_hpc.cli import default_config
     from mlperf_hpc.compliance import check_log
     from mlperf_hpc.driver import train
+    from mlperf_hpc.report import write_report
 
     benchmark = CosmoFlow()
     config_path = default_config(benchmark.name)
@@ -33,7 +35,8 @@ def run_main_job(workdir: Path, seed: int | None = None) -> int:
         generate(data_dir.with_name(data_dir.name + ".part"), size, config.data.n_train, config.data.n_valid,
                  seed=1).rename(data_dir)
 
-    log_path = workdir / "logs" / "local" / f"cosmoflow-mini-{time.strftime('%Y%m%d-%H%M%S')}.log"
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    log_path = workdir / "logs" / "local" / f"cosmoflow-mini-{stamp}.log"
     print(f"[run] training CosmoFlow ({config_path.name}) to val MAE <= {config.train.target_mae}; "
           f"log {log_path}", flush=True)
     result = train(benchmark, config, log_path=log_path)
@@ -44,4 +47,6 @@ def run_main_job(workdir: Path, seed: int | None = None) -> int:
           f"(val MAE {result.final_metric:.4f}) in {len(result.epochs)} epochs; time to train "
           f"{result.time_to_train / 60:.2f} min (staging {result.staging_seconds:.1f}s); "
           f"{result.train_samples_per_second:.1f} train samples/s at global batch {result.global_batch}")
+    report = write_report([log_path], workdir / "logs" / "local" / f"report-{stamp}")
+    print(f"[run] report: {report['html']} (plots: {', '.join(str(report[k]) for k in ('throughput', 'breakdown'))})")
     return 0 if (result.reached_target and verdict.passed) else 1

@@ -25,6 +25,7 @@ DROPOUT = "dropout"
 NUMBER_OF_NODES = "number_of_nodes"
 NUMBER_OF_RANKS = "number_of_ranks"
 ACCELERATORS_PER_NODE = "accelerators_per_node"
+PARALLEL_LAYOUT = "parallel_layout"  # the harness's own: how the run was parallelised
 
 
 class MLPerfLog:

@@ -79,17 +79,15 @@ def test_each_sample_of_an_epoch_is_seen_by_exactly_one_rank(tmp_path, tiny_data
     assert set().union(*per_rank) == everything
 
 
-def test_two_rank_mini_run_reaches_target_and_passes_the_checker(tmp_path, main_job):
-    _, workdir, _ = main_job
-    log = tmp_path / "dp.log"
-    result = mpirun(2, "train", "cosmoflow", "--layout", "data", "--batch-size", "8", "--seed", "1",
-                    "--data", str(workdir / "data" / "cosmoflow-mini"), "--log", str(log))
+def test_two_rank_mini_run_reaches_target_and_passes_the_checker(two_rank_run):
+    result, log = two_rank_run
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     verdict = check_log(log)
     assert verdict.passed, verdict.reason
     records = {r["key"]: r["value"] for r in _records(log)}
     assert records["number_of_ranks"] == 2 and records["number_of_nodes"] == 1
     assert records["global_batch_size"] == 16 and records["accelerators_per_node"] == 0
+    assert records["parallel_layout"] == "data"
     assert result.stdout.count("reached target") == 1  # only rank 0 reports
 
 
@@ -109,7 +107,7 @@ def test_failure_on_one_rank_stops_the_job_and_the_log_records_the_abort(tmp_pat
     assert result.returncode != 0
     assert elapsed < 60, f"job took {elapsed:.0f}s to stop"
     assert f"corrupt tfrecord file {victim}" in result.stderr
-    assert "rank 0 stopped because another rank failed" in result.stderr
+    assert "Traceback" not in result.stderr  # rank 0 stops cleanly, whether by Horovod or by mpirun
     last = _records(log)[-1]
     assert last["key"] == "run_stop" and last["metadata"]["status"] == "aborted"
 

@@ -22,3 +22,10 @@ def test_main_job_shows_progress(main_job):
     assert re.search(r"synth cosmoflow: \d+/1280 files, \d+ samples/s, ETA", result.stderr)
     assert re.search(r"\[cosmoflow\] epoch 1/\d+ step \d+/64 +[\d.]+ samples/s +epoch ETA", result.stderr)
     assert re.search(r"\[cosmoflow\] epoch 1: val MAE [\d.]+ \(target <= 0.124\)", result.stderr)
+
+
+def test_main_job_writes_its_report(main_job):
+    result, workdir, _ = main_job
+    (report,) = (workdir / "logs" / "local").glob("report-*")
+    assert (report / "report.html").is_file() and (report / "throughput.png").stat().st_size > 0
+    assert "[run] report:" in result.stdout

@@ -1,0 +1,168 @@
+"""Throughput scaling reports from the MLPerf logs of a sweep.
+
+Per run: layout, nodes, processes, global batch, training samples/s (from
+epoch timings, so eval and staging are excluded), time to train, epochs to
+converge, and the phases of the run; speedup and parallel efficiency against
+the smallest run. Written as CSV, Markdown and a self-contained HTML page
+(plots embedded) with the PNG plots beside them.
+"""
+from __future__ import annotations
+
+import base64
+import csv
+import html
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from mlperf_hpc.compliance import find_logs
+from mlperf_hpc.errors import HarnessError
+from mlperf_hpc.runlog import read_run_log
+
+
+@dataclass
+class ReportRow:
+    log: str
+    benchmark: str
+    layout: str
+    nodes: int
+    processes: int
+    global_batch: int
+    samples_per_s: float
+    time_to_train_min: float | None
+    epochs: int
+    status: str
+    init_s: float
+    staging_s: float
+    train_s: float
+    eval_s: float
+    speedup: float = 1.0
+    efficiency: float = 1.0
+
+
+def collect_rows(paths: list[str | Path]) -> tuple[list[ReportRow], str]:
+    """Rows sorted by scale, and the scale's name (nodes, or processes when
+    every run used the same number of nodes)."""
+    logs = [log for path in paths for log in find_logs(Path(path))]
+    if not logs or not all(log.is_file() for log in logs):
+        missing = next((str(p) for p in logs if not p.is_file()), " ".join(map(str, paths)))
+        raise HarnessError(f"no MLPerf logs found at {missing}: pass log files or directories holding them")
+    rows = []
+    for log in logs:
+        run = read_run_log(log)
+        ttt = run.time_to_train_s
+        rows.append(ReportRow(str(log), run.benchmark, run.layout, run.nodes, run.processes, run.global_batch,
+                              run.train_samples_per_s, ttt / 60 if ttt is not None else None, run.epochs,
+                              run.status, run.init_s, run.staging_s, run.train_s, run.eval_s))
+    scale = "nodes" if len({r.nodes for r in rows}) > 1 else "processes"
+    rows.sort(key=lambda r: (getattr(r, scale), r.layout, r.log))
+    base = rows[0]
+    for row in rows:
+        if base.samples_per_s > 0:
+            row.speedup = row.samples_per_s / base.samples_per_s
+            row.efficiency = row.speedup / (getattr(row, scale) / max(getattr(base, scale), 1))
+    return rows, scale
+
+
+def _plots(rows: list[ReportRow], scale: str, out: Path) -> list[Path]:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    layouts = sorted({r.layout for r in rows})
+    base = rows[0]
+    xs = sorted({getattr(r, scale) for r in rows})
+    files = []
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for layout in layouts:
+        sel = [r for r in rows if r.layout == layout]
+        ax.plot([getattr(r, scale) for r in sel], [r.samples_per_s for r in sel], "o-", label=layout)
+    ax.plot(xs, [base.samples_per_s * x / getattr(base, scale) for x in xs], "k--", label="ideal")
+    ax.set(xlabel=scale, ylabel="training samples/s", title="Throughput", xticks=xs)
+    ax.legend()
+    ax.grid(alpha=0.3)
+    files.append(out / "throughput.png")
+    fig.tight_layout()
+    fig.savefig(files[-1], dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for layout in layouts:
+        sel = [r for r in rows if r.layout == layout]
+        ax.plot([getattr(r, scale) for r in sel], [100 * r.efficiency for r in sel], "o-", label=layout)
+    ax.axhline(100, color="k", linestyle="--", label="ideal")
+    ax.set(xlabel=scale, ylabel="parallel efficiency [%]", title="Efficiency vs the smallest run", ylim=(0, 120),
+           xticks=xs)
+    ax.legend()
+    ax.grid(alpha=0.3)
+    files.append(out / "efficiency.png")
+    fig.tight_layout()
+    fig.savefig(files[-1], dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(rows)), 4))
+    labels = [f"{r.layout}\n{getattr(r, scale)} {scale[:4]}." for r in rows]
+    bottom = [0.0] * len(rows)
+    other = [max(0.0, (r.time_to_train_min or 0) * 60 - r.staging_s - r.train_s - r.eval_s) for r in rows]
+    for name, values in (("init (untimed)", [r.init_s for r in rows]), ("staging", [r.staging_s for r in rows]),
+                         ("train", [r.train_s for r in rows]), ("eval", [r.eval_s for r in rows]),
+                         ("other", other)):
+        ax.bar(labels, values, bottom=bottom, label=name)
+        bottom = [b + v for b, v in zip(bottom, values)]
+    ax.set(ylabel="seconds", title="Time-to-train breakdown")
+    ax.legend(fontsize=8)
+    files.append(out / "breakdown.png")
+    fig.tight_layout()
+    fig.savefig(files[-1], dpi=110)
+    plt.close(fig)
+    return files
+
+
+COLUMNS = [("layout", "layout"), ("nodes", "nodes"), ("processes", "processes"), ("global_batch", "global batch"),
+           ("samples_per_s", "samples/s"), ("speedup", "speedup"), ("efficiency", "efficiency"),
+           ("time_to_train_min", "time to train [min]"), ("epochs", "epochs"), ("status", "status")]
+
+
+def _cell(row: ReportRow, key: str) -> str:
+    value = getattr(row, key)
+    if key == "efficiency":
+        return f"{100 * value:.0f}%"
+    if isinstance(value, float):
+        return f"{value:.2f}"
+    return "-" if value is None else str(value)
+
+
+def write_report(paths: list[str | Path], out: str | Path) -> dict[str, Path]:
+    """Write report.csv, report.md, report.html and the PNG plots to ``out``."""
+    rows, scale = collect_rows(paths)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "report.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(asdict(rows[0])))
+        writer.writeheader()
+        writer.writerows(asdict(r) for r in rows)
+    pngs = _plots(rows, scale, out)
+
+    header = "| " + " | ".join(title for _, title in COLUMNS) + " |"
+    lines = [f"# Throughput scaling report ({rows[0].benchmark})", "",
+             f"Speedup and efficiency are against the smallest run ({rows[0].layout}, "
+             f"{getattr(rows[0], scale)} {scale}); samples/s come from epoch timings (eval and staging excluded).",
+             "", header, "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(_cell(r, key) for key, _ in COLUMNS) + " |" for r in rows]
+    lines += [""] + [f"![{p.stem}]({p.name})" for p in pngs]
+    (out / "report.md").write_text("\n".join(lines) + "\n")
+
+    table = "".join("<tr>" + "".join(f"<td>{html.escape(_cell(r, k))}</td>" for k, _ in COLUMNS) + "</tr>"
+                    for r in rows)
+    images = "".join(f'<img alt="{p.stem}" src="data:image/png;base64,'
+                     f'{base64.b64encode(p.read_bytes()).decode()}">' for p in pngs)
+    (out / "report.html").write_text(
+        "<!doctype html><html><head><meta charset='utf-8'><title>mlperf-hpc scaling report</title>"
+        "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
+        "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}img{max-width:48%;margin:1%}</style>"
+        f"</head><body><h1>Throughput scaling report ({html.escape(rows[0].benchmark)})</h1>"
+        f"<p>{html.escape(lines[2])}</p><table><tr>"
+        + "".join(f"<th>{html.escape(t)}</th>" for _, t in COLUMNS)
+        + f"</tr>{table}</table>{images}</body></html>")
+    return {"csv": out / "report.csv", "markdown": out / "report.md", "html": out / "report.html",
+            **{p.stem: p for p in pngs}}

@@ -1,0 +1,142 @@
+"""One MLPerf log read through the official parser, with the quantities the
+checks and reports need (phases, epochs, throughput, hyperparameters)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mlperf_logging.compliance_checker.mlp_parser import parse_file
+
+# Keys whose values must agree across the runs of one benchmark submission.
+HYPERPARAMETER_PREFIXES = ("opt_", "global_batch_size", "dropout", "batchnorm_group_size",
+                           "gradient_accumulation_frequency", "scheduler_")
+METRIC_KEYS = ("eval_error", "eval_accuracy")
+
+
+@dataclass
+class RunLog:
+    path: Path
+    values: dict[str, Any] = field(default_factory=dict)        # first value of each key
+    metadata: dict[str, dict] = field(default_factory=dict)     # first metadata of each key
+    times: dict[str, list[float]] = field(default_factory=dict)  # every timestamp (ms) of each key
+    epoch_spans: list[tuple[int, float, float]] = field(default_factory=list)
+    eval_spans: list[tuple[int, float, float]] = field(default_factory=list)
+    metrics: list[tuple[int, float]] = field(default_factory=list)
+    timestamps: list[float] = field(default_factory=list)        # in file order
+    parse_errors: int = 0
+
+    # --- identity ----------------------------------------------------------------
+    @property
+    def benchmark(self) -> str:
+        return str(self.values.get("submission_benchmark", ""))
+
+    @property
+    def division(self) -> str:
+        return str(self.values.get("submission_division", ""))
+
+    @property
+    def seed(self) -> Any:
+        return self.values.get("seed")
+
+    @property
+    def status(self) -> str:
+        return str(self.metadata.get("run_stop", {}).get("status", ""))
+
+    @property
+    def nodes(self) -> int:
+        return int(self.values.get("number_of_nodes") or 0)
+
+    @property
+    def processes(self) -> int:
+        return int(self.values.get("number_of_ranks") or self.nodes or 0)
+
+    @property
+    def layout(self) -> str:
+        return str(self.values.get("parallel_layout", "unknown"))
+
+    @property
+    def global_batch(self) -> int:
+        return int(self.values.get("global_batch_size") or 0)
+
+    @property
+    def instance_id(self) -> Any:
+        return self.metadata.get("run_start", {}).get("instance_id")
+
+    @property
+    def hyperparameters(self) -> dict[str, Any]:
+        return {k: v for k, v in self.values.items() if k.startswith(HYPERPARAMETER_PREFIXES)}
+
+    # --- timing --------------------------------------------------------------------
+    def _span(self, start: str, stop: str) -> float:
+        """Seconds between the first ``start`` and the last ``stop``."""
+        if not self.times.get(start) or not self.times.get(stop):
+            return 0.0
+        return (self.times[stop][-1] - self.times[start][0]) / 1e3
+
+    @property
+    def run_start_ms(self) -> float | None:
+        return self.times.get("run_start", [None])[0]
+
+    @property
+    def run_stop_ms(self) -> float | None:
+        return self.times.get("run_stop", [None])[-1]
+
+    @property
+    def time_to_train_s(self) -> float | None:
+        if self.run_start_ms is None or self.run_stop_ms is None:
+            return None
+        return (self.run_stop_ms - self.run_start_ms) / 1e3
+
+    @property
+    def init_s(self) -> float:
+        return self._span("init_start", "init_stop")
+
+    @property
+    def staging_s(self) -> float:
+        return self._span("staging_start", "staging_stop")
+
+    @property
+    def train_s(self) -> float:
+        return sum(stop - start for _, start, stop in self.epoch_spans) / 1e3
+
+    @property
+    def eval_s(self) -> float:
+        return sum(stop - start for _, start, stop in self.eval_spans) / 1e3
+
+    @property
+    def epochs(self) -> int:
+        return len(self.epoch_spans)
+
+    @property
+    def train_samples_per_s(self) -> float:
+        """Training samples per second over the epochs (eval and staging excluded)."""
+        samples = float(self.values.get("train_samples") or 0) * self.epochs
+        return samples / self.train_s if self.train_s else 0.0
+
+    @property
+    def final_metric(self) -> float | None:
+        return self.metrics[-1][1] if self.metrics else None
+
+
+def read_run_log(path: str | Path, ruleset: str = "3.0.0") -> RunLog:
+    path = Path(path)
+    loglines, errors = parse_file(str(path), ruleset=ruleset)
+    run = RunLog(path, parse_errors=len(errors))
+    open_spans: dict[tuple[str, int], float] = {}
+    for line in loglines:
+        key, value = line.key, line.value
+        run.timestamps.append(line.timestamp)
+        run.times.setdefault(key, []).append(line.timestamp)
+        run.values.setdefault(key, value.get("value"))
+        run.metadata.setdefault(key, value.get("metadata") or {})
+        epoch = (value.get("metadata") or {}).get("epoch_num", 0)
+        if key in ("epoch_start", "eval_start"):
+            open_spans[(key, epoch)] = line.timestamp
+        elif key in ("epoch_stop", "eval_stop"):
+            start = open_spans.pop((key.replace("stop", "start"), epoch), None)
+            if start is not None:
+                (run.epoch_spans if key == "epoch_stop" else run.eval_spans).append((epoch, start, line.timestamp))
+        elif key in METRIC_KEYS:
+            run.metrics.append((epoch, float(value.get("value"))))
+    return run
