@@ -114,7 +114,7 @@ class CosmoFlow(Benchmark):
     def _local_files(self, config: CosmoFlowConfig, split: str, shard_index: int, n_shards: int) -> list[str]:
         files = self._files(config, split, shard_index, n_shards)
         if config.data.stage_dir:
-            files = [str(Path(config.data.stage_dir) / split / Path(f).name) for f in files]
+            files = [str(data.staged_path(f, config.data.stage_dir)) for f in files]
         return files
 
     def stage(self, config: CosmoFlowConfig, shard_index: int, n_shards: int) -> None:

@@ -14,6 +14,8 @@ parsed, ``log(x + 1)``-normalised, repeated, batched and prefetched.
 """
 from __future__ import annotations
 
+import hashlib
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,15 +75,25 @@ def shard(files: list[str], n_shards: int, index: int) -> list[str]:
     return files[index::n_shards]
 
 
+def staged_path(src: str, stage_dir: str | Path) -> Path:
+    """Where ``src`` lives once staged: keyed by its dataset directory, so two
+    datasets with the same file names never share a staged copy."""
+    source = Path(src).absolute()
+    dataset = hashlib.sha1(str(source.parent.parent).encode()).hexdigest()[:12]
+    return Path(stage_dir) / dataset / source.parent.name / source.name
+
+
 def stage(files: list[str], stage_dir: str | Path) -> list[str]:
     """Copy files to node-local storage (skipping ones already there with the
     same size) and return the staged paths, in the same order."""
     staged = []
     for src in files:
-        dst = Path(stage_dir) / Path(src).parent.name / Path(src).name
+        dst = staged_path(src, stage_dir)
         dst.parent.mkdir(parents=True, exist_ok=True)
         if not dst.exists() or dst.stat().st_size != Path(src).stat().st_size:
-            tmp = dst.with_suffix(dst.suffix + ".part")
+            # A private temporary name: ranks of concurrent instances on one
+            # node may stage the same file at the same time.
+            tmp = dst.with_name(f"{dst.name}.{os.getpid()}.part")
             shutil.copyfile(src, tmp)
             tmp.replace(dst)
         staged.append(str(dst))

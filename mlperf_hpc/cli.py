@@ -58,16 +58,24 @@ def _cmd_train(args: argparse.Namespace) -> int:
     configure_environment()
     from mlperf_hpc.benchmark import get_benchmark
     from mlperf_hpc.driver import train
+    from parallel.instances import StartGate
     from parallel.layouts import make_layout
 
     benchmark = get_benchmark(args.benchmark)
     overrides = {"data.data_dir": args.data, "data.stage_dir": args.stage_dir, "data.n_epochs": args.epochs,
                  "data.batch_size": args.batch_size, "train.seed": args.seed, **parse_settings(args.set)}
     config = benchmark.load_config(args.config or default_config(args.benchmark), overrides)
+    if args.spatial and args.layout not in ("spatial", "hybrid"):
+        raise HarnessError(f"--spatial {args.spatial} needs --layout spatial or hybrid")
     layout = make_layout(args.layout)
     log_path = Path(args.log) if args.log else default_log_path(args.benchmark)
+    gate = None
+    if args.instances > 1:
+        if args.instance_id is None or not args.start_gate:
+            raise HarnessError("--instances N (weak scaling) needs --instance-id I and --start-gate DIR")
+        gate = StartGate(Path(args.start_gate), args.instance_id, args.instances)
     try:
-        result = train(benchmark, config, layout, log_path, save_weights=args.save_weights)
+        result = train(benchmark, config, layout, log_path, save_weights=args.save_weights, start_gate=gate)
     except Exception as err:
         if not layout.is_peer_failure(err):
             raise
@@ -81,18 +89,100 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    from mlperf_hpc.compliance import check_log
+    from mlperf_hpc.compliance import CheckReport, check_path
 
-    verdicts = [check_log(path, args.ruleset) for path in args.logs]
-    for verdict in verdicts:
-        print(verdict.line())
-    return 0 if all(v.passed for v in verdicts) else 1
+    reports = [check_path(path, args.ruleset, args.rcp_bypass) for path in args.paths]
+    report = CheckReport([v for r in reports for v in r.verdicts], [s for r in reports for s in r.scores],
+                         [p for r in reports for p in r.package])
+    print(report.to_json() if args.json else report.table())
+    return 0 if report.passed else 1
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from mlperf_hpc.report import write_report
+
+    outputs = write_report(args.paths, args.out)
+    print("\n".join(f"wrote {path}" for path in outputs.values()))
+    return 0
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from mlperf_hpc.main_job import run_main_job
 
     return run_main_job(Path(args.workdir), args.seed)
+
+
+def _job_from_args(args: argparse.Namespace):
+    from launch.job import JobSpec
+    from launch.system import load_system
+
+    def absolute(path: str | None) -> str | None:
+        # Jobs start elsewhere (the scheduler's cwd): pin paths now.
+        return str(Path(path).absolute()) if path else None
+
+    return JobSpec(system=load_system(args.system), benchmark=args.benchmark, nodes=args.nodes, layout=args.layout,
+                   spatial=args.spatial, config=absolute(args.config), data_dir=absolute(args.data),
+                   elapse=args.elapse, name=args.name, group=args.group, resource_group=args.rscgrp,
+                   procs_per_node=args.ppn, instances=args.instances, node_shape=args.shape,
+                   job_dir=absolute(args.job_dir or f"jobs/{args.name}"), seed=args.seed)
+
+
+def _cmd_launch(args: argparse.Namespace) -> int:
+    from launch import submit as launching
+    from launch.render import render
+    from launch.system import load_system
+
+    if args.action == "render":
+        job = _job_from_args(args)
+        rendered = render(job)
+        if args.write:
+            print(f"wrote {rendered.write(job.job_dir)}")
+        else:
+            print(rendered.script, end="")
+    elif args.action == "submit":
+        command, job_id = launching.submit(_job_from_args(args), args.dry_run)
+        print(" ".join(command) if args.dry_run else f"submitted {job_id}: {' '.join(command)}")
+    elif args.action == "status":
+        for job in launching.status(load_system(args.system), args.job_id):
+            print(f"{job.job_id}  {job.name}  {job.state}  ({job.raw})")
+    elif args.action == "cancel":
+        print(" ".join(launching.cancel(load_system(args.system), args.job_id)))
+    elif args.action == "sweep":
+        from launch.submit import parse_layouts
+
+        nodes = [int(n) for n in args.nodes_list.split(",")]
+        sweep_dir = str(Path(args.job_dir or f"sweeps/{args.name}").absolute())
+        manifest = launching.sweep(_job_from_args(argparse.Namespace(**{**vars(args), "nodes": nodes[0]})),
+                                   nodes, parse_layouts(args.layouts), sweep_dir, not args.render_only, args.dry_run)
+        for point in manifest["points"]:
+            print(f"{point['layout']}{':' + point['spatial'] if point['spatial'] else ''} x {point['nodes']} nodes: "
+                  f"{point.get('job_id') or ' '.join(point.get('command', [])) or point['script']}")
+        print(f"manifest {sweep_dir}/manifest.json")
+    elif args.action == "collect":
+        copied = launching.collect(args.paths, args.org, load_system(args.system), args.into)
+        print("\n".join(f"collected {p}" for p in copied) or "no finished runs found")
+        return 0 if copied else 1
+    return 0
+
+
+def _add_job_options(p: argparse.ArgumentParser, nodes: bool = True) -> None:
+    p.add_argument("--system", required=True, help="fugaku, abci2, abci3, local (launch/systems/*.yaml)")
+    p.add_argument("--benchmark", default="cosmoflow")
+    if nodes:
+        p.add_argument("--nodes", type=int, required=True, help="nodes per instance")
+    p.add_argument("--layout", default="data", help="data, spatial or hybrid")
+    p.add_argument("--spatial", help="DxH split of each sample, e.g. 4x1 (spatial/hybrid)")
+    p.add_argument("--config", help="benchmark YAML config")
+    p.add_argument("--data", help="dataset directory on the shared file system")
+    p.add_argument("--elapse", default="1:00:00", help="wall-clock limit H:MM:SS")
+    p.add_argument("--name", default="mlperf-hpc", help="job name")
+    p.add_argument("--group", help="group / project charged for the job")
+    p.add_argument("--rscgrp", help="resource group / queue (default: the system's)")
+    p.add_argument("--ppn", type=int, help="processes per node (default: the system's)")
+    p.add_argument("--instances", type=int, default=1, help="weak scaling: concurrent instances")
+    p.add_argument("--shape", help="Fugaku node shape of the whole job, e.g. 4x3x8")
+    p.add_argument("--job-dir", help="where the script, placement files and logs go")
+    p.add_argument("--seed", type=int, help="base seed (instance i uses seed + i)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -129,7 +219,11 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--data", help="dataset directory (overrides data.data_dir)")
     tr.add_argument("--log", help="MLPerf log path (default logs/local/<benchmark>-<time>.log)")
     tr.add_argument("--layout", default="single", help="single (one process) or data (Horovod)")
+    tr.add_argument("--spatial", help="DxH split of each sample (spatial/hybrid layouts)")
     tr.add_argument("--stage-dir", help="node-local directory to stage this rank's files to")
+    tr.add_argument("--instances", type=int, default=1, help="weak scaling: instances in this job")
+    tr.add_argument("--instance-id", type=int, help="weak scaling: this instance's id (logged)")
+    tr.add_argument("--start-gate", help="weak scaling: shared directory where instances wait for each other")
     tr.add_argument("--epochs", type=int, help="maximum epochs (overrides data.n_epochs)")
     tr.add_argument("--batch-size", type=int, help="per-replica batch (overrides data.batch_size)")
     tr.add_argument("--seed", type=int, help="random seed (default: config, else a fresh one)")
@@ -139,12 +233,66 @@ def build_parser() -> argparse.ArgumentParser:
     tr.set_defaults(func=_cmd_train)
 
     ck = sub.add_parser(
-        "check", help="check MLPerf logs with the official compliance checker",
-        description="Run the official mlperf-logging compliance checker (--usage hpc) on each log; print "
-                    "one verdict line per log with the time to train. Exit 1 if any log fails.")
-    ck.add_argument("logs", nargs="+", metavar="LOG")
+        "check", help="check logs, directories or submission trees for compliance",
+        description="Run the official mlperf-logging compliance checker (--usage hpc) on every log under "
+                    "each PATH (a log, a directory, or a submission tree <org>/results/<system>/strong|weak/"
+                    "<benchmark>/result_N.txt, where the official package checker runs too), plus checks "
+                    "across runs: required run count (CosmoFlow 10, DeepCAM 5), distinct seeds, identical "
+                    "hyperparameters and global batch, monotonic timestamps, run_stop status. Prints one row per "
+                    "log and the MLPerf HPC scores; exits 1 if anything fails.")
+    ck.add_argument("paths", nargs="+", metavar="PATH")
     ck.add_argument("--ruleset", default="3.0.0", help="hpc ruleset (default 3.0.0)")
+    ck.add_argument("--json", action="store_true", help="print the results as JSON")
+    ck.add_argument("--rcp-bypass", action="store_true", help="pass rcp-bypass to the official package checker")
     ck.set_defaults(func=_cmd_check)
+
+    rp = sub.add_parser(
+        "report", help="throughput scaling report from the logs of a sweep",
+        description="Per run: layout, nodes, processes, global batch, training samples/s (from epoch timings), "
+                    "time to train, epochs; speedup and efficiency against the smallest run. Writes CSV, "
+                    "Markdown, a self-contained HTML page and PNG plots to --out.")
+    rp.add_argument("paths", nargs="+", metavar="PATH", help="logs or directories of logs")
+    rp.add_argument("--out", required=True, help="output directory")
+    rp.set_defaults(func=_cmd_report)
+
+    launch = sub.add_parser(
+        "launch", help="job scripts, submission, sweeps and log collection",
+        description="Render and submit benchmark jobs for a system (Fugaku PJM, ABCI UGE/PBS, local mpirun), "
+                    "run scaling sweeps, and collect finished runs into the MLPerf HPC submission layout.")
+    launch_sub = launch.add_subparsers(dest="action", required=True, metavar="ACTION")
+    render_p = launch_sub.add_parser("render", help="print (or --write) the job script",
+                                     description="Print the job script for a system, or write it to --job-dir.")
+    _add_job_options(render_p)
+    render_p.add_argument("--write", action="store_true", help="write job.sh and placement files to --job-dir")
+    submit_p = launch_sub.add_parser("submit", help="write and submit the job script",
+                                     description="Write the job script and submit it (local: run it now).")
+    _add_job_options(submit_p)
+    submit_p.add_argument("--dry-run", action="store_true", help="print the exact submit command only")
+    status_p = launch_sub.add_parser("status", help="the scheduler's view of your jobs",
+                                     description="Run the scheduler's status tool and print parsed states.")
+    status_p.add_argument("--system", required=True)
+    status_p.add_argument("job_id", nargs="?")
+    cancel_p = launch_sub.add_parser("cancel", help="cancel a job", description="Cancel a job.")
+    cancel_p.add_argument("--system", required=True)
+    cancel_p.add_argument("job_id")
+    sweep_p = launch_sub.add_parser(
+        "sweep", help="one job per node count and layout",
+        description="Render (and submit) one job per point of --nodes x --layouts, recorded in a manifest.")
+    _add_job_options(sweep_p, nodes=False)
+    sweep_p.add_argument("--nodes", dest="nodes_list", required=True, help="comma-separated, e.g. 1,2,4,8")
+    sweep_p.add_argument("--layouts", default="data", help="comma-separated, e.g. data,hybrid:4x1")
+    sweep_p.add_argument("--render-only", action="store_true", help="write the scripts, submit nothing")
+    sweep_p.add_argument("--dry-run", action="store_true", help="print the submit commands only")
+    collect_p = launch_sub.add_parser(
+        "collect", help="copy finished runs' logs into the submission layout",
+        description="Copy finished runs' logs (job directories or sweep directories) into "
+                    "INTO/<org>/results/<system>/strong|weak/<benchmark>/result_N.txt and write "
+                    "INTO/<org>/systems/<system>.json.")
+    collect_p.add_argument("paths", nargs="+", metavar="DIR")
+    collect_p.add_argument("--system", required=True)
+    collect_p.add_argument("--org", default="mlperf-hpc")
+    collect_p.add_argument("--into", default="logs")
+    launch.set_defaults(func=_cmd_launch)
 
     run = sub.add_parser(
         "run", help="the main job: mini CosmoFlow end to end",

@@ -24,6 +24,7 @@ from mlperf_hpc.benchmark import Benchmark
 from mlperf_hpc import mllogging
 from mlperf_hpc.mllogging import MLPerfLog
 from mlperf_hpc.progress import Progress
+from parallel.instances import StartGate
 from parallel.layouts import SingleProcess
 
 
@@ -78,14 +79,17 @@ def _raise_terminated(signum, frame):
 
 def train(benchmark: Benchmark, config: Any, layout: SingleProcess | None = None,
           log_path: str | Path | None = None, show_progress: bool = True,
-          save_weights: str | Path | None = None) -> RunResult:
+          save_weights: str | Path | None = None, start_gate: StartGate | None = None) -> RunResult:
     """Train ``benchmark`` to its target (or its epoch limit) and log it;
-    rank 0 saves the final weights to ``save_weights`` (HDF5) if given."""
+    rank 0 saves the final weights to ``save_weights`` (HDF5) if given. With
+    a ``start_gate`` (weak scaling) the run is one instance of several: its
+    log carries the instance id and its timed run starts with the others'."""
     layout = layout or SingleProcess()
     topology = layout.topology
     log = MLPerfLog(Path(log_path) if log_path else None, enabled=topology.is_root)
     progress = Progress(benchmark.name, enabled=show_progress and topology.is_root)
-    state = {"run_started": False}
+    state = {"run_started": False, "gate": start_gate,
+             "run_metadata": {"instance_id": start_gate.instance_id} if start_gate else {}}
     # mpirun answers a dead rank with SIGTERM to the others; turning it into an
     # exception lets rank 0 still write run_stop status=aborted.
     previous = signal.signal(signal.SIGTERM, _raise_terminated)
@@ -96,7 +100,7 @@ def train(benchmark: Benchmark, config: Any, layout: SingleProcess | None = None
         return result
     except BaseException as err:
         if state["run_started"]:
-            log.end(keys.RUN_STOP, metadata={"status": "aborted"})
+            log.end(keys.RUN_STOP, metadata={"status": "aborted", **state["run_metadata"]})
         layout.abort(failed_here=not layout.is_peer_failure(err))
         raise
     finally:
@@ -118,6 +122,7 @@ def _train(benchmark: Benchmark, config: Any, layout: SingleProcess, log: MLPerf
     log.event(mllogging.NUMBER_OF_NODES, topology.nodes)
     log.event(mllogging.NUMBER_OF_RANKS, topology.size)
     log.event(mllogging.ACCELERATORS_PER_NODE, accelerators)
+    log.event(mllogging.PARALLEL_LAYOUT, layout.name)
     log.event(keys.SEED, seed)
     log.event(keys.GLOBAL_BATCH_SIZE, global_batch)
     for key, value in benchmark.hyperparameters(config, global_batch).items():
@@ -146,8 +151,10 @@ def _train(benchmark: Benchmark, config: Any, layout: SingleProcess, log: MLPerf
         return tf.stack(benchmark.metric_sums(y, model(x, training=False)))
 
     log.end(keys.INIT_STOP)
+    if state["gate"] and topology.is_root:
+        state["gate"].wait()
     layout.barrier()
-    log.start(keys.RUN_START)
+    log.start(keys.RUN_START, metadata=state["run_metadata"] or None)
     state["run_started"] = True
     run_start = time.monotonic()
 
@@ -206,6 +213,7 @@ def _train(benchmark: Benchmark, config: Any, layout: SingleProcess, log: MLPerf
 
     layout.barrier()
     result.time_to_train = time.monotonic() - run_start
-    log.end(keys.RUN_STOP, metadata={"status": "success" if result.reached_target else "aborted"})
+    log.end(keys.RUN_STOP, metadata={"status": "success" if result.reached_target else "aborted",
+                                     **state["run_metadata"]})
     state["run_started"] = False
     return result, model

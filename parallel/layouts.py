@@ -13,9 +13,9 @@ import time
 import tensorflow as tf
 
 from mlperf_hpc.errors import HarnessError
+from parallel import TRAINABLE_LAYOUTS
 from parallel.topology import ProcessTopology
 
-LAYOUTS = ("single", "data")
 PEER_GRACE_SECONDS = 2.0
 
 
@@ -104,4 +104,6 @@ def make_layout(name: str) -> SingleProcess:
         return SingleProcess()
     if name == "data":
         return DataParallel()
-    raise HarnessError(f"unknown layout '{name}': use one of {', '.join(LAYOUTS)}")
+    if name in ("spatial", "hybrid"):
+        raise HarnessError(f"the {name} layout (Mesh TensorFlow) is not implemented yet: use --layout data")
+    raise HarnessError(f"unknown layout '{name}': use one of {', '.join(TRAINABLE_LAYOUTS)}")

@@ -61,3 +61,21 @@ def main_job(tmp_path_factory):
     result = cli("run", "--workdir", str(workdir), "--seed", "1", timeout=900)
     logs = sorted((workdir / "logs" / "local").glob("cosmoflow-mini-*.log"))
     return result, workdir, logs
+
+
+@pytest.fixture(scope="session")
+def two_rank_run(main_job, tmp_path_factory):
+    """A real 2-rank data-parallel mini CosmoFlow run to the target, on the
+    main job's dataset (per-rank batch 8: the same global batch of 16)."""
+    _, workdir, _ = main_job
+    log = tmp_path_factory.mktemp("two_rank") / "dp.log"
+    result = mpirun(2, "train", "cosmoflow", "--layout", "data", "--batch-size", "8", "--seed", "2",
+                    "--data", str(workdir / "data" / "cosmoflow-mini"), "--log", str(log))
+    return result, log
+
+
+def doctor(src: Path, dst: Path, key: str, old: str, new: str) -> Path:
+    """Copy a log, replacing ``old`` by ``new`` in the lines of one key."""
+    lines = src.read_text().splitlines()
+    dst.write_text("\n".join(ln.replace(old, new) if f'"key": "{key}"' in ln else ln for ln in lines) + "\n")
+    return dst

@@ -146,3 +146,18 @@ def test_cli_sample_of_wrong_shape(tmp_path, tiny_data):
                           data={"sample_shape": [64, 64, 64, 4], "n_train": 64, "n_valid": 32})
     result = cli("train", "cosmoflow", "--config", str(config), "--log", str(tmp_path / "run.log"))
     _assert_one_line_error(result, r"has 131072 int16 values, expected 64x64x64x4 = 1048576")
+
+
+def test_training_stages_its_shard_inside_the_timed_region(tmp_path, tiny_data):
+    import json
+    config = write_config(tmp_path / "c.yaml", tiny_data, data={"n_train": 32, "n_valid": 32, "n_epochs": 1},
+                          train={"target_mae": 0.9})
+    stage_dir = tmp_path / "node-local"
+    result = cli("train", "cosmoflow", "--config", str(config), "--stage-dir", str(stage_dir),
+                 "--log", str(tmp_path / "run.log"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    staged = sorted(stage_dir.rglob("*.tfrecord"))
+    assert len(staged) == 64  # 32 train + 32 validation files
+    keys = [json.loads(ln.split(":::MLLOG", 1)[1])["key"] for ln in (tmp_path / "run.log").read_text().splitlines()]
+    assert keys.index("run_start") < keys.index("staging_start") < keys.index("staging_stop") < keys.index(
+        "epoch_start")

@@ -1,0 +1,144 @@
+"""What a user asks for, validated against the system before any script is
+written: nodes within the resource group, a well-formed elapse within its
+limit, processes that the spatial split divides, a group where one is needed,
+and names that cannot smuggle shell into a script."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from launch.system import System
+from mlperf_hpc.errors import HarnessError
+
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+ELAPSE = re.compile(r"^(\d{1,3}):([0-5]\d):([0-5]\d)$")
+LAYOUTS = ("data", "spatial", "hybrid")
+
+
+def elapse_seconds(text: str) -> int:
+    match = ELAPSE.match(text)
+    if not match:
+        raise HarnessError(f"elapse '{text}' is not a valid H:MM:SS time (minutes and seconds 00-59), "
+                           f"e.g. 1:30:00")
+    hours, minutes, seconds = map(int, match.groups())
+    return hours * 3600 + minutes * 60 + seconds
+
+
+def parse_split(text: str | None) -> tuple[int, ...]:
+    if not text:
+        return (1, 1)
+    if not re.match(r"^\d+x\d+$", text) or 0 in tuple(int(p) for p in text.split("x")):
+        raise HarnessError(f"spatial split '{text}' must look like DxH with positive sizes, e.g. 4x1")
+    return tuple(int(p) for p in text.split("x"))
+
+
+@dataclass
+class JobSpec:
+    system: System
+    benchmark: str
+    nodes: int                      # per instance
+    layout: str = "data"
+    spatial: str | None = None      # DxH split of each sample, for spatial/hybrid
+    config: str | None = None
+    data_dir: str | None = None
+    elapse: str = "1:00:00"
+    name: str = "mlperf-hpc"
+    group: str | None = None
+    resource_group: str | None = None
+    procs_per_node: int | None = None
+    instances: int = 1              # > 1: weak scaling, one model per instance
+    node_shape: str | None = None   # Fugaku torus shape of the whole job, e.g. 4x3x8
+    job_dir: str = "jobs/job"
+    seed: int | None = None
+
+    @property
+    def ppn(self) -> int:
+        return self.procs_per_node or self.system.default_procs_per_node
+
+    @property
+    def processes(self) -> int:
+        """Processes per instance."""
+        return self.nodes * self.ppn
+
+    @property
+    def total_nodes(self) -> int:
+        return self.nodes * self.instances
+
+    @property
+    def split(self) -> tuple[int, ...]:
+        return parse_split(self.spatial) if self.layout in ("spatial", "hybrid") else (1, 1)
+
+    @property
+    def group_size(self) -> int:
+        """Processes that share one sample."""
+        size = 1
+        for part in self.split:
+            size *= part
+        return size
+
+    @property
+    def scaling(self) -> str:
+        return "weak" if self.instances > 1 else "strong"
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The system's environment plus this job's threads per rank."""
+        threads = max(1, self.system.cores_per_node // self.ppn)
+        return {**self.system.env, "MLPERF_HPC_THREADS": str(threads)}
+
+    @property
+    def rscgrp(self) -> str:
+        return self.resource_group or self.system.default_resource_group
+
+    def validate(self) -> "JobSpec":
+        s = self.system
+        if not SAFE_NAME.match(self.name):
+            raise HarnessError(f"job name {self.name!r} may only contain letters, digits, '.', '_' and '-' "
+                               f"(at most 63, starting with a letter or digit)")
+        if not re.match(r"^[A-Za-z0-9_./-]+$", self.job_dir):
+            raise HarnessError(f"job directory {self.job_dir!r} may only contain letters, digits and '_./-' "
+                               f"(scheduler directives cannot quote it)")
+        if self.group is not None and not SAFE_NAME.match(self.group):
+            raise HarnessError(f"group {self.group!r} may only contain letters, digits, '.', '_' and '-'")
+        if s.group_required and not self.group:
+            raise HarnessError(f"{s.name} charges jobs to a group: pass --group GROUP")
+        if self.layout not in LAYOUTS:
+            raise HarnessError(f"unknown layout '{self.layout}': use one of {', '.join(LAYOUTS)}")
+        if self.nodes < 1:
+            raise HarnessError(f"--nodes must be at least 1, got {self.nodes}")
+        if self.instances < 1:
+            raise HarnessError(f"--instances must be at least 1, got {self.instances}")
+        if self.rscgrp not in s.resource_groups:
+            raise HarnessError(f"resource group '{self.rscgrp}' does not exist on {s.name}: use one of "
+                               f"{', '.join(s.resource_groups)}")
+        limits = s.resource_groups[self.rscgrp]
+        if self.total_nodes > limits.max_nodes:
+            raise HarnessError(f"{self.total_nodes} nodes exceed the {limits.max_nodes}-node limit of resource "
+                               f"group '{self.rscgrp}' on {s.name}: use fewer nodes or a larger group")
+        if elapse_seconds(self.elapse) > elapse_seconds(limits.max_elapse):
+            raise HarnessError(f"elapse {self.elapse} exceeds the {limits.max_elapse} limit of resource group "
+                               f"'{self.rscgrp}' on {s.name}")
+        if not 1 <= self.ppn <= s.max_procs_per_node:
+            raise HarnessError(f"{self.ppn} processes per node is outside 1..{s.max_procs_per_node} on {s.name}")
+        if self.layout == "spatial" and not self.spatial:
+            raise HarnessError("the spatial layout needs --spatial DxH, e.g. --spatial 4x1")
+        if self.processes % self.group_size:
+            raise HarnessError(f"spatial split {self.spatial} ({self.group_size} processes per sample) does not "
+                               f"divide the {self.processes} processes ({self.nodes} nodes x {self.ppn} per node)")
+        if self.layout == "spatial" and self.processes != self.group_size:
+            raise HarnessError(f"the spatial layout runs exactly {self.group_size} processes for split "
+                               f"{self.spatial}, not {self.processes}: use --layout hybrid for more")
+        if self.node_shape:
+            dims = [int(d) for d in self.node_shape.split("x")] if re.match(r"^\d+(x\d+){0,2}$",
+                                                                             self.node_shape) else []
+            total = 1
+            for d in dims:
+                total *= d
+            if not dims or total != self.total_nodes:
+                raise HarnessError(f"node shape '{self.node_shape}' must be 1-3 sizes like 4x3x8 whose product is "
+                                   f"the job's {self.total_nodes} nodes")
+        return self
+
+    def log_path(self, instance: int) -> Path:
+        return Path(self.job_dir) / (f"instance_{instance}.log" if self.instances > 1 else "result.log")

@@ -1,0 +1,205 @@
+"""Schedulers: how a job is queued. Each backend writes its directives,
+builds the exact submit / status / cancel command lines, and parses what the
+scheduler prints back. ``local`` has no queue and runs the script directly."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from launch.job import JobSpec
+from mlperf_hpc.errors import HarnessError
+
+
+@dataclass
+class JobState:
+    job_id: str
+    name: str
+    state: str        # queued, running, done, failed, held, unknown
+    raw: str          # the scheduler's own code
+
+
+class Scheduler:
+    name = ""
+    hostfile_var = ""          # the variable naming the job's hosts
+    states: dict[str, str] = {}
+
+    def directives(self, job: JobSpec) -> list[str]:
+        return []
+
+    def submit_command(self, job: JobSpec, script: str) -> list[str]:
+        raise NotImplementedError
+
+    def status_command(self, job_id: str | None) -> list[str]:
+        raise NotImplementedError
+
+    def cancel_command(self, job_id: str) -> list[str]:
+        raise NotImplementedError
+
+    def parse_submit(self, output: str) -> str:
+        raise NotImplementedError
+
+    def parse_status(self, output: str) -> list[JobState]:
+        raise NotImplementedError
+
+    def _state(self, code: str) -> str:
+        return self.states.get(code, "unknown")
+
+
+class PJM(Scheduler):
+    """Fujitsu Technical Computing Suite job manager (Fugaku)."""
+
+    name = "pjm"
+    states = {"ACC": "queued", "QUE": "queued", "RNA": "queued", "RNP": "running", "RUN": "running",
+              "RNE": "running", "RNO": "running", "EXT": "done", "CCL": "failed", "ERR": "failed",
+              "HLD": "held", "RJT": "failed"}
+
+    def directives(self, job: JobSpec) -> list[str]:
+        s = job.system
+        node = f"{job.node_shape}:torus" if job.node_shape else str(job.total_nodes)
+        lines = [f'#PJM -N {job.name}',
+                 f'#PJM -L "node={node}"',
+                 f'#PJM -L "rscgrp={job.rscgrp}"',
+                 f'#PJM -L "elapse={job.elapse}"']
+        if s.frequency_mhz:
+            lines.append(f'#PJM -L "freq={s.frequency_mhz}"')
+        lines.append(f'#PJM --mpi "max-proc-per-node={job.ppn}"')
+        if job.node_shape:
+            lines.append(f'#PJM --mpi "shape={job.node_shape}"')
+        if job.layout == "hybrid" and job.instances == 1:
+            lines.append(f'#PJM --mpi "rank-map-hostfile={job.job_dir}/rankmap"')
+        lines.append(f"#PJM -g {job.group}")
+        if s.llio_gfscache:
+            lines.append(f"#PJM -x PJM_LLIO_GFSCACHE={s.llio_gfscache}")
+        lines += ["#PJM -S", f'#PJM --spath "{job.job_dir}/%n.%j.stat"',
+                  f'#PJM -o "{job.job_dir}/%n.%j.out"', f'#PJM -e "{job.job_dir}/%n.%j.err"']
+        return lines
+
+    def submit_command(self, job: JobSpec, script: str) -> list[str]:
+        command = ["pjsub"]
+        if job.system.staging.method == "llio" and job.system.staging.localtmp_size:
+            command += ["--llio", f"localtmp-size={job.system.staging.localtmp_size}"]
+        return command + [script]
+
+    def status_command(self, job_id: str | None) -> list[str]:
+        return ["pjstat"] + ([job_id] if job_id else [])
+
+    def cancel_command(self, job_id: str) -> list[str]:
+        return ["pjdel", job_id]
+
+    def parse_submit(self, output: str) -> str:
+        match = re.search(r"Job (\d+(?:\[\d+\])?) submitted", output)
+        if not match:
+            raise HarnessError(f"could not read a job id from pjsub's output: {output.strip()[:200]!r}")
+        return match.group(1)
+
+    def parse_status(self, output: str) -> list[JobState]:
+        jobs, header = [], None
+        for line in output.splitlines():
+            fields = line.split()
+            if not fields:
+                continue
+            if fields[0] == "JOB_ID":
+                header = fields
+                continue
+            if header and fields[0].isdigit():
+                row = dict(zip(header, fields))
+                jobs.append(JobState(row["JOB_ID"], row.get("JOB_NAME", ""), self._state(row.get("ST", "")),
+                                     row.get("ST", "")))
+        return jobs
+
+
+class UGE(Scheduler):
+    """Univa Grid Engine (ABCI 2.0)."""
+
+    name = "uge"
+    hostfile_var = "SGE_JOB_HOSTLIST"
+    states = {"qw": "queued", "hqw": "held", "r": "running", "t": "running", "Rr": "running",
+              "dr": "failed", "Eqw": "failed", "s": "held"}
+
+    def directives(self, job: JobSpec) -> list[str]:
+        return [f"#$ -N {job.name}", f"#$ -l {job.rscgrp}={job.total_nodes}", f"#$ -l h_rt={job.elapse}",
+                "#$ -j y", "#$ -cwd", f"#$ -o {job.job_dir}/"]
+
+    def submit_command(self, job: JobSpec, script: str) -> list[str]:
+        return ["qsub", "-g", job.group, script]
+
+    def status_command(self, job_id: str | None) -> list[str]:
+        return ["qstat"] + (["-j", job_id] if job_id else [])
+
+    def cancel_command(self, job_id: str) -> list[str]:
+        return ["qdel", job_id]
+
+    def parse_submit(self, output: str) -> str:
+        match = re.search(r"Your job(?:-array)? (\d+)", output)
+        if not match:
+            raise HarnessError(f"could not read a job id from qsub's output: {output.strip()[:200]!r}")
+        return match.group(1)
+
+    def parse_status(self, output: str) -> list[JobState]:
+        jobs = []
+        for line in output.splitlines():
+            fields = line.split()
+            if len(fields) >= 5 and fields[0].isdigit():
+                jobs.append(JobState(fields[0], fields[2], self._state(fields[4]), fields[4]))
+        return jobs
+
+
+class PBS(Scheduler):
+    """PBS Professional (ABCI 3.0)."""
+
+    name = "pbs"
+    hostfile_var = "PBS_NODEFILE"
+    states = {"Q": "queued", "W": "queued", "H": "held", "R": "running", "E": "running", "F": "done",
+              "X": "done", "S": "held"}
+
+    def directives(self, job: JobSpec) -> list[str]:
+        return [f"#PBS -N {job.name}", f"#PBS -P {job.group}", f"#PBS -q {job.rscgrp}",
+                f"#PBS -l select={job.total_nodes}", f"#PBS -l walltime={job.elapse}", "#PBS -j oe",
+                f"#PBS -o {job.job_dir}/"]
+
+    def submit_command(self, job: JobSpec, script: str) -> list[str]:
+        return ["qsub", script]
+
+    def status_command(self, job_id: str | None) -> list[str]:
+        return ["qstat", "-x"] + ([job_id] if job_id else [])
+
+    def cancel_command(self, job_id: str) -> list[str]:
+        return ["qdel", job_id]
+
+    def parse_submit(self, output: str) -> str:
+        match = re.search(r"^\s*(\d+\.[\w.-]+)\s*$", output, re.MULTILINE)
+        if not match:
+            raise HarnessError(f"could not read a job id from qsub's output: {output.strip()[:200]!r}")
+        return match.group(1)
+
+    def parse_status(self, output: str) -> list[JobState]:
+        jobs = []
+        for line in output.splitlines():
+            fields = line.split()
+            if len(fields) >= 6 and re.match(r"^\d+\.", fields[0]):
+                jobs.append(JobState(fields[0], fields[1], self._state(fields[4]), fields[4]))
+        return jobs
+
+
+class Local(Scheduler):
+    """No queue: the script runs at once, in the foreground."""
+
+    name = "local"
+
+    def submit_command(self, job: JobSpec, script: str) -> list[str]:
+        return ["bash", script]
+
+    def status_command(self, job_id: str | None) -> list[str]:
+        raise HarnessError("local jobs run in the foreground; there is no queue to ask")
+
+    def cancel_command(self, job_id: str) -> list[str]:
+        raise HarnessError("local jobs run in the foreground; stop one with Ctrl-C")
+
+
+SCHEDULERS = {cls.name: cls for cls in (PJM, UGE, PBS, Local)}
+
+
+def get_scheduler(name: str) -> Scheduler:
+    if name not in SCHEDULERS:
+        raise HarnessError(f"unknown scheduler '{name}': use one of {', '.join(SCHEDULERS)}")
+    return SCHEDULERS[name]()

@@ -1,0 +1,26 @@
+#!/bin/bash
+#PJM -N fugaku-data
+#PJM -L "node=8"
+#PJM -L "rscgrp=small"
+#PJM -L "elapse=1:00:00"
+#PJM -L "freq=2200"
+#PJM --mpi "max-proc-per-node=4"
+#PJM -g hp240123
+#PJM -x PJM_LLIO_GFSCACHE=/vol0004:/vol0006
+#PJM -S
+#PJM --spath "/jobs/fugaku_data/%n.%j.stat"
+#PJM -o "/jobs/fugaku_data/%n.%j.out"
+#PJM -e "/jobs/fugaku_data/%n.%j.err"
+# mlperf-hpc: cosmoflow on fugaku, 1 x 8 node(s) x 4 process(es), layout data, strong scaling
+set -euo pipefail
+export MLPERF_HPC_HOME=@REPO@
+source /vol0004/apps/oss/spack/share/spack/setup-env.sh
+source "$MLPERF_HPC_HOME/.venv/bin/activate"
+export MLPERF_HPC_THREADS=12
+export PLE_MPI_STD_EMPTYFILE=off
+export TF_ENABLE_ONEDNN_OPTS=1
+JOB_DIR=/jobs/fugaku_data
+mkdir -p "$JOB_DIR"
+STAGE_DIR="$PJM_LOCALTMP/mlperf-hpc"
+llio_transfer /shared/configs/cosmo.yaml
+mpiexec -np 32 -of-proc /jobs/fugaku_data/output/0/%/1000r/out python -m mlperf_hpc.cli train cosmoflow --layout data --config /shared/configs/cosmo.yaml --data /shared/data/cosmoflow --stage-dir "$STAGE_DIR" --log /jobs/fugaku_data/result.log

@@ -1,0 +1,28 @@
+#!/bin/bash
+#PJM -N fugaku-hybrid-4x1
+#PJM -L "node=2x2x2:torus"
+#PJM -L "rscgrp=small"
+#PJM -L "elapse=2:00:00"
+#PJM -L "freq=2200"
+#PJM --mpi "max-proc-per-node=1"
+#PJM --mpi "shape=2x2x2"
+#PJM --mpi "rank-map-hostfile=/jobs/fugaku_hybrid_4x1/rankmap"
+#PJM -g hp240123
+#PJM -x PJM_LLIO_GFSCACHE=/vol0004:/vol0006
+#PJM -S
+#PJM --spath "/jobs/fugaku_hybrid_4x1/%n.%j.stat"
+#PJM -o "/jobs/fugaku_hybrid_4x1/%n.%j.out"
+#PJM -e "/jobs/fugaku_hybrid_4x1/%n.%j.err"
+# mlperf-hpc: cosmoflow on fugaku, 1 x 8 node(s) x 1 process(es), layout hybrid 4x1, strong scaling
+set -euo pipefail
+export MLPERF_HPC_HOME=@REPO@
+source /vol0004/apps/oss/spack/share/spack/setup-env.sh
+source "$MLPERF_HPC_HOME/.venv/bin/activate"
+export MLPERF_HPC_THREADS=48
+export PLE_MPI_STD_EMPTYFILE=off
+export TF_ENABLE_ONEDNN_OPTS=1
+JOB_DIR=/jobs/fugaku_hybrid_4x1
+mkdir -p "$JOB_DIR"
+STAGE_DIR="$PJM_LOCALTMP/mlperf-hpc"
+llio_transfer /shared/configs/cosmo.yaml
+mpiexec -np 8 -of-proc /jobs/fugaku_hybrid_4x1/output/0/%/1000r/out python -m mlperf_hpc.cli train cosmoflow --layout hybrid --spatial 4x1 --config /shared/configs/cosmo.yaml --data /shared/data/cosmoflow --stage-dir "$STAGE_DIR" --log /jobs/fugaku_hybrid_4x1/result.log

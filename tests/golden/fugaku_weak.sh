@@ -1,0 +1,32 @@
+#!/bin/bash
+#PJM -N fugaku-weak
+#PJM -L "node=2x2x2:torus"
+#PJM -L "rscgrp=small"
+#PJM -L "elapse=1:00:00"
+#PJM -L "freq=2200"
+#PJM --mpi "max-proc-per-node=1"
+#PJM --mpi "shape=2x2x2"
+#PJM -g hp240123
+#PJM -x PJM_LLIO_GFSCACHE=/vol0004:/vol0006
+#PJM -S
+#PJM --spath "/jobs/fugaku_weak/%n.%j.stat"
+#PJM -o "/jobs/fugaku_weak/%n.%j.out"
+#PJM -e "/jobs/fugaku_weak/%n.%j.err"
+# mlperf-hpc: cosmoflow on fugaku, 2 x 4 node(s) x 1 process(es), layout data, weak scaling
+set -euo pipefail
+export MLPERF_HPC_HOME=@REPO@
+source /vol0004/apps/oss/spack/share/spack/setup-env.sh
+source "$MLPERF_HPC_HOME/.venv/bin/activate"
+export MLPERF_HPC_THREADS=48
+export PLE_MPI_STD_EMPTYFILE=off
+export TF_ENABLE_ONEDNN_OPTS=1
+JOB_DIR=/jobs/fugaku_weak
+mkdir -p "$JOB_DIR"
+STAGE_DIR="$PJM_LOCALTMP/mlperf-hpc"
+llio_transfer /shared/configs/cosmo.yaml
+mkdir -p "$JOB_DIR/gate"
+mpiexec -np 4 -of-proc /jobs/fugaku_weak/output/0/%/1000r/out -vcoordfile /jobs/fugaku_weak/instance_0.vcoord python -m mlperf_hpc.cli train cosmoflow --layout data --config /shared/configs/cosmo.yaml --data /shared/data/cosmoflow --stage-dir "$STAGE_DIR" --log /jobs/fugaku_weak/instance_0.log --seed 100 --instances 2 --instance-id 0 --start-gate /jobs/fugaku_weak/gate &
+mpiexec -np 4 -of-proc /jobs/fugaku_weak/output/1/%/1000r/out -vcoordfile /jobs/fugaku_weak/instance_1.vcoord python -m mlperf_hpc.cli train cosmoflow --layout data --config /shared/configs/cosmo.yaml --data /shared/data/cosmoflow --stage-dir "$STAGE_DIR" --log /jobs/fugaku_weak/instance_1.log --seed 101 --instances 2 --instance-id 1 --start-gate /jobs/fugaku_weak/gate &
+status=0
+for pid in $(jobs -p); do wait "$pid" || status=1; done
+exit "$status"

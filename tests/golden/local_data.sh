@@ -1,0 +1,13 @@
+#!/bin/bash
+# mlperf-hpc: cosmoflow on local, 1 x 1 node(s) x 2 process(es), layout data, strong scaling
+set -euo pipefail
+export MLPERF_HPC_HOME=@REPO@
+source "$MLPERF_HPC_HOME/.venv/bin/activate"
+export MLPERF_HPC_THREADS=1
+export OMPI_ALLOW_RUN_AS_ROOT=1
+export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+export TF_ENABLE_ONEDNN_OPTS=1
+JOB_DIR=/jobs/local_data
+mkdir -p "$JOB_DIR"
+STAGE_DIR="${TMPDIR:-/tmp}/mlperf-hpc-stage"
+mpirun -np 2 --oversubscribe --bind-to none -x MLPERF_HPC_THREADS -x OMPI_ALLOW_RUN_AS_ROOT -x OMPI_ALLOW_RUN_AS_ROOT_CONFIRM -x TF_ENABLE_ONEDNN_OPTS python -m mlperf_hpc.cli train cosmoflow --layout data --config /shared/configs/cosmo.yaml --data /shared/data/cosmoflow --stage-dir "$STAGE_DIR" --log /jobs/local_data/result.log

@@ -1,0 +1,224 @@
+"""Job scripts, scheduler command lines and their parsing, placement, and real
+local jobs (render -> mpirun -> collect)."""
+import json
+import os
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from launch.launchers import instance_blocks, snake_order
+from launch.render import render
+from launch.submit import status
+from launch.system import load_system
+from mlperf_hpc.errors import HarnessError
+from tests.conftest import MPI_ENV, REPO, cli, write_config
+from tests.launch_cases import CASES, GOLDEN, job_for, rendered_text
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_rendered_script_matches_golden_line_by_line(case):
+    expected = (GOLDEN / f"{case}.sh").read_text().splitlines()
+    actual = rendered_text(case).splitlines()
+    for number, (want, got) in enumerate(zip(expected, actual), 1):
+        assert got == want, f"{case}.sh line {number}"
+    assert len(actual) == len(expected)
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_rendered_script_is_valid_bash(case, tmp_path):
+    script = tmp_path / "job.sh"
+    script.write_text(render(job_for(case)).script)
+    assert subprocess.run(["bash", "-n", str(script)], capture_output=True).returncode == 0
+
+
+def _adjacent(a, b):
+    return sum(abs(x - y) for x, y in zip(a, b)) == 1
+
+
+def test_hybrid_rank_map_keeps_spatial_groups_on_neighbouring_nodes():
+    rankmap = render(job_for("fugaku_hybrid_4x1")).files["rankmap"].split()
+    coords = [tuple(map(int, c.strip("()").split(","))) for c in rankmap]
+    assert len(coords) == 8 and len(set(coords)) == 8
+    assert all(_adjacent(a, b) for a, b in zip(coords, coords[1:]))  # every 4-rank group is a chain
+    assert snake_order([2, 3]) == [(0, 0), (0, 1), (0, 2), (1, 2), (1, 1), (1, 0)]
+
+
+def test_weak_instances_get_compact_disjoint_blocks():
+    files = render(job_for("fugaku_weak")).files
+    blocks = [[tuple(map(int, c.strip("()").split(","))) for c in files[f"instance_{i}.vcoord"].split()]
+              for i in range(2)]
+    assert not set(blocks[0]) & set(blocks[1])
+    assert set(blocks[0]) | set(blocks[1]) == set(snake_order([2, 2, 2]))
+    for block in blocks:  # a 1x2x2 slab of the torus
+        assert len({c[0] for c in block}) == 1
+    assert [len(b) for b in instance_blocks([3, 5], 5)] == [3] * 5
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(nodes=0), "--nodes must be at least 1"),
+    (dict(nodes=400), "400 nodes exceed the 384-node limit of resource group 'small'"),
+    (dict(elapse="25:99:00"), "elapse '25:99:00' is not a valid H:MM:SS time"),
+    (dict(elapse="80:00:00"), "exceeds the 72:00:00 limit"),
+    (dict(layout="hybrid", spatial="3x1"), "spatial split 3x1 (3 processes per sample) does not divide the 32"),
+    (dict(name="$(rm -rf ~)"), "job name '$(rm -rf ~)' may only contain"),
+    (dict(group=None), "fugaku charges jobs to a group: pass --group"),
+    (dict(group="g;reboot"), "group 'g;reboot' may only contain"),
+    (dict(node_shape="3x3"), "node shape '3x3' must be 1-3 sizes"),
+])
+def test_impossible_jobs_are_refused(change, message):
+    job = job_for("fugaku_data")
+    for key, value in change.items():
+        setattr(job, key, value)
+    with pytest.raises(HarnessError) as err:
+        job.validate()
+    assert message in str(err.value)
+
+
+def test_cli_refusal_is_one_line():
+    result = cli("launch", "render", "--system", "fugaku", "--nodes", "4", "--group", "hp1", "--name", "$(id)")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert result.stderr.startswith("mlperf-hpc: error: job name '$(id)' may only contain")
+
+
+def test_user_paths_are_quoted_in_the_script():
+    job = job_for("local_data")
+    job.data_dir = "/data/my run; rm -rf ~"
+    assert "--data '/data/my run; rm -rf ~'" in render(job).script
+
+
+# --- scheduler command lines and output, through fake scheduler tools ---------
+
+PJSTAT = """ JOB_ID       JOB_NAME   MD ST  USER     START_DATE      ELAPSE_LIM NODE_REQUIRE    VNODE  CORE V_MEM
+ 12345678     cosmo-n8   NM RUN u01234   11/22 10:00:05  0001:00:00 8               -      -    -
+ 12345679     cosmo-n16  NM QUE u01234   (11/22 11:00)   0001:00:00 16              -      -    -
+"""
+UGE_QSTAT = """job-ID     prior   name       user         state submit/start at     queue                          jclass                         slots ja-task-ID
+------------------------------------------------------------------------------------------------------------------------------------------------
+   1234567 0.28027 cosmo      aaa10000aa   r     11/22/2026 10:00:05 gpu@g0001                                                        80
+   1234568 0.00000 cosmo2     aaa10000aa   qw    11/22/2026 10:01:00                                                                  160
+"""
+PBS_QSTAT = """Job id            Name             User              Time Use S Queue
+----------------  ---------------- ----------------  -------- - -----
+1234.pbs1         cosmo            user01            00:10:01 R rt_HF
+1235.pbs1         cosmo2           user01                   0 Q rt_HF
+"""
+
+
+@pytest.fixture
+def fake_tools(tmp_path):
+    """Scheduler tools on PATH that record their argv and print a sample."""
+    bin_dir, calls = tmp_path / "bin", tmp_path / "calls.txt"
+    bin_dir.mkdir()
+    outputs = {"pjsub": "[INFO] PJM 0000 pjsub Job 12345678 submitted.\n", "pjstat": PJSTAT, "pjdel": "",
+               "qsub": "", "qstat": "", "qdel": ""}
+
+    def install(overrides=None):
+        for name, text in {**outputs, **(overrides or {})}.items():
+            (tmp_path / f"{name}.out").write_text(text)
+            tool = bin_dir / name
+            tool.write_text(f'#!/bin/bash\necho "{name}${{*:+ $*}}" >> {calls}\ncat {tmp_path}/{name}.out\n')
+            tool.chmod(tool.stat().st_mode | stat.S_IEXEC)
+        return {"PATH": f"{bin_dir}:{os.environ['PATH']}"}, calls
+
+    return install
+
+
+def test_pjm_submit_status_cancel(fake_tools, tmp_path):
+    env, calls = fake_tools()
+    job_dir = tmp_path / "job"
+    result = cli("launch", "submit", "--system", "fugaku", "--nodes", "8", "--group", "hp1", "--job-dir",
+                 str(job_dir), env=env)
+    assert result.returncode == 0, result.stderr
+    assert "submitted 12345678" in result.stdout
+    assert cli("launch", "status", "--system", "fugaku", env=env).stdout.splitlines() == [
+        "12345678  cosmo-n8  running  (RUN)", "12345679  cosmo-n16  queued  (QUE)"]
+    assert cli("launch", "cancel", "--system", "fugaku", "12345678", env=env).returncode == 0
+    assert calls.read_text().splitlines() == [
+        f"pjsub --llio localtmp-size=92160Mi {job_dir}/job.sh", "pjstat", "pjdel 12345678"]
+
+
+def test_uge_submit_dry_run_and_status(fake_tools, tmp_path):
+    env, calls = fake_tools({"qsub": 'Your job 1234567 ("cosmo") has been submitted\n', "qstat": UGE_QSTAT})
+    dry = cli("launch", "submit", "--system", "abci2", "--nodes", "2", "--group", "gaa5", "--job-dir",
+              str(tmp_path / "j"), "--dry-run", env=env)
+    assert dry.stdout.strip() == f"qsub -g gaa5 {tmp_path}/j/job.sh"
+    assert not calls.exists()  # a dry run submits nothing
+    real = cli("launch", "submit", "--system", "abci2", "--nodes", "2", "--group", "gaa5", "--job-dir",
+               str(tmp_path / "j"), env=env)
+    assert "submitted 1234567" in real.stdout
+    states = status(load_system("abci2"), output=UGE_QSTAT)
+    assert [(s.job_id, s.state) for s in states] == [("1234567", "running"), ("1234568", "queued")]
+
+
+def test_pbs_submit_and_status(fake_tools, tmp_path):
+    env, calls = fake_tools({"qsub": "1234.pbs1\n", "qstat": PBS_QSTAT})
+    result = cli("launch", "submit", "--system", "abci3", "--nodes", "2", "--group", "gaa5", "--job-dir",
+                 str(tmp_path / "j"), env=env)
+    assert "submitted 1234.pbs1" in result.stdout
+    assert cli("launch", "status", "--system", "abci3", "1234.pbs1", env=env).stdout.splitlines() == [
+        "1234.pbs1  cosmo  running  (R)", "1235.pbs1  cosmo2  queued  (Q)"]
+    assert calls.read_text().splitlines() == [f"qsub {tmp_path}/j/job.sh", "qstat -x 1234.pbs1"]
+
+
+def test_sweep_renders_every_point_and_writes_a_manifest(tmp_path):
+    result = cli("launch", "sweep", "--system", "fugaku", "--nodes", "1,2,4,8", "--layouts", "data,hybrid:4x1",
+                 "--ppn", "4", "--group", "hp1", "--job-dir", str(tmp_path / "sw"), "--dry-run")
+    assert result.returncode == 0, result.stderr
+    manifest = json.loads((tmp_path / "sw" / "manifest.json").read_text())
+    points = [(p["layout"], p["spatial"], p["nodes"]) for p in manifest["points"]]
+    assert points == [(layout, split, n) for n in (1, 2, 4, 8) for layout, split in (("data", None), ("hybrid", "4x1"))]
+    assert all(p["command"][0] == "pjsub" and p["job_id"] is None for p in manifest["points"])
+    assert all(Path(p["script"]).is_file() for p in manifest["points"])
+
+
+# --- real local jobs -------------------------------------------------------------
+
+def _local_env(tmp_path):
+    return {**MPI_ENV, "TMPDIR": str(tmp_path)}
+
+
+def test_local_two_rank_sweep_runs_and_is_collected(tmp_path, tiny_data):
+    config = write_config(tmp_path / "c.yaml", tiny_data, data={"n_train": 32, "n_valid": 32, "n_epochs": 2},
+                          train={"target_mae": 0.9})
+    sweep = cli("launch", "sweep", "--system", "local", "--nodes", "1", "--ppn", "2", "--layouts", "data",
+                "--config", str(config), "--seed", "3", "--job-dir", str(tmp_path / "sw"), env=_local_env(tmp_path),
+                timeout=600)
+    assert sweep.returncode == 0, sweep.stderr[-3000:]
+    (point,) = json.loads((tmp_path / "sw" / "manifest.json").read_text())["points"]
+    assert (Path(point["job_dir"]) / "exit_code").read_text().strip() == "0", \
+        (Path(point["job_dir"]) / "job.out").read_text()[-3000:]
+    collected = cli("launch", "collect", str(tmp_path / "sw"), "--system", "local", "--org", "acme",
+                    "--into", str(tmp_path / "logs"))
+    assert collected.returncode == 0, collected.stderr
+    result = tmp_path / "logs" / "acme" / "results" / "local" / "strong" / "cosmoflow" / "result_0.txt"
+    records = [json.loads(ln.split(":::MLLOG", 1)[1]) for ln in result.read_text().splitlines()]
+    values = {r["key"]: r["value"] for r in records}
+    assert values["number_of_ranks"] == 2 and values["seed"] == 3
+    assert any(r["key"] == "staging_stop" for r in records)
+    system = json.loads((tmp_path / "logs" / "acme" / "systems" / "local.json").read_text())
+    assert system["submitter"] == "acme" and system["division"] == "closed"
+
+
+def test_local_weak_scaling_job_of_two_instances(tmp_path, tiny_data):
+    config = write_config(tmp_path / "c.yaml", tiny_data, data={"n_train": 32, "n_valid": 32, "n_epochs": 2},
+                          train={"target_mae": 0.9})
+    job_dir = tmp_path / "weak"
+    submit = cli("launch", "submit", "--system", "local", "--nodes", "1", "--ppn", "1", "--instances", "2",
+                 "--config", str(config), "--seed", "10", "--job-dir", str(job_dir), env=_local_env(tmp_path),
+                 timeout=600)
+    assert submit.returncode == 0, submit.stderr[-3000:]
+    assert (job_dir / "exit_code").read_text().strip() == "0", (job_dir / "job.out").read_text()[-3000:]
+    assert sorted(p.name for p in (job_dir / "gate").iterdir()) == ["ready.0", "ready.1"]
+    cli("launch", "collect", str(job_dir), "--system", "local", "--org", "acme", "--into", str(tmp_path / "logs"))
+    weak = tmp_path / "logs" / "acme" / "results" / "local" / "weak" / "cosmoflow"
+    logs = sorted(weak.glob("result_*.txt"))
+    assert len(logs) == 2
+    starts = []
+    for log in logs:
+        records = [json.loads(ln.split(":::MLLOG", 1)[1]) for ln in log.read_text().splitlines()]
+        run_start = next(r for r in records if r["key"] == "run_start")
+        starts.append(run_start["time_ms"])
+        assert run_start["metadata"]["instance_id"] in (0, 1)
+    assert abs(starts[0] - starts[1]) < 5000  # the instances started their timed runs together
