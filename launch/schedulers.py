@@ -22,6 +22,8 @@ class Scheduler:
     name = ""
     hostfile_var = ""          # the variable naming the job's hosts
     states: dict[str, str] = {}
+    submit_tool = ""
+    submit_pattern = ""        # finds the job id in the submit tool's output (group 1)
 
     def directives(self, job: JobSpec) -> list[str]:
         return []
@@ -36,7 +38,10 @@ class Scheduler:
         raise NotImplementedError
 
     def parse_submit(self, output: str) -> str:
-        raise NotImplementedError
+        match = re.search(self.submit_pattern, output, re.MULTILINE)
+        if not match:
+            raise HarnessError(f"could not read a job id from {self.submit_tool}'s output: {output.strip()[:200]!r}")
+        return match.group(1)
 
     def parse_status(self, output: str) -> list[JobState]:
         raise NotImplementedError
@@ -49,6 +54,8 @@ class PJM(Scheduler):
     """Fujitsu Technical Computing Suite job manager (Fugaku)."""
 
     name = "pjm"
+    submit_tool = "pjsub"
+    submit_pattern = r"Job (\d+(?:\[\d+\])?) submitted"
     states = {"ACC": "queued", "QUE": "queued", "RNA": "queued", "RNP": "running", "RUN": "running",
               "RNE": "running", "RNO": "running", "EXT": "done", "CCL": "failed", "ERR": "failed",
               "HLD": "held", "RJT": "failed"}
@@ -86,11 +93,6 @@ class PJM(Scheduler):
     def cancel_command(self, job_id: str) -> list[str]:
         return ["pjdel", job_id]
 
-    def parse_submit(self, output: str) -> str:
-        match = re.search(r"Job (\d+(?:\[\d+\])?) submitted", output)
-        if not match:
-            raise HarnessError(f"could not read a job id from pjsub's output: {output.strip()[:200]!r}")
-        return match.group(1)
 
     def parse_status(self, output: str) -> list[JobState]:
         jobs, header = [], None
@@ -112,6 +114,8 @@ class UGE(Scheduler):
     """Univa Grid Engine (ABCI 2.0)."""
 
     name = "uge"
+    submit_tool = "qsub"
+    submit_pattern = r"Your job(?:-array)? (\d+)"
     hostfile_var = "SGE_JOB_HOSTLIST"
     states = {"qw": "queued", "hqw": "held", "r": "running", "t": "running", "Rr": "running",
               "dr": "failed", "Eqw": "failed", "s": "held"}
@@ -129,11 +133,6 @@ class UGE(Scheduler):
     def cancel_command(self, job_id: str) -> list[str]:
         return ["qdel", job_id]
 
-    def parse_submit(self, output: str) -> str:
-        match = re.search(r"Your job(?:-array)? (\d+)", output)
-        if not match:
-            raise HarnessError(f"could not read a job id from qsub's output: {output.strip()[:200]!r}")
-        return match.group(1)
 
     def parse_status(self, output: str) -> list[JobState]:
         jobs = []
@@ -148,6 +147,8 @@ class PBS(Scheduler):
     """PBS Professional (ABCI 3.0)."""
 
     name = "pbs"
+    submit_tool = "qsub"
+    submit_pattern = r"^\s*(\d+\.[\w.-]+)\s*$"
     hostfile_var = "PBS_NODEFILE"
     states = {"Q": "queued", "W": "queued", "H": "held", "R": "running", "E": "running", "F": "done",
               "X": "done", "S": "held"}
@@ -166,11 +167,6 @@ class PBS(Scheduler):
     def cancel_command(self, job_id: str) -> list[str]:
         return ["qdel", job_id]
 
-    def parse_submit(self, output: str) -> str:
-        match = re.search(r"^\s*(\d+\.[\w.-]+)\s*$", output, re.MULTILINE)
-        if not match:
-            raise HarnessError(f"could not read a job id from qsub's output: {output.strip()[:200]!r}")
-        return match.group(1)
 
     def parse_status(self, output: str) -> list[JobState]:
         jobs = []

@@ -79,9 +79,12 @@ class LogVerdict:
 def check_log(path: str | Path, ruleset: str = DEFAULT_RULESET) -> LogVerdict:
     """The official checker's verdict on one log, plus the per-log checks it
     does not make (status success, monotonic and plausible timestamps)."""
-    path = Path(path)
+    return _check_log(Path(path), ruleset)[0]
+
+
+def _check_log(path: Path, ruleset: str) -> tuple[LogVerdict, RunLog | None]:
     if not path.is_file():
-        return LogVerdict(path, False, "", "", "", None, ["log file not found"])
+        return LogVerdict(path, False, "", "", "", None, ["log file not found"]), None
     checker = mlp_compliance.make_checker("hpc", ruleset, True, False)
     with _quiet_official_tools():
         passed = checker.check_file(str(path), f"hpc_{ruleset}/common.yaml")
@@ -96,7 +99,7 @@ def check_log(path: str | Path, ruleset: str = DEFAULT_RULESET) -> LogVerdict:
         reasons.append("timestamps outside the plausible range (clock not set?)")
     ttt = run.time_to_train_s
     return LogVerdict(path, not reasons, run.benchmark, run.division, run.status,
-                      ttt / 60 if ttt is not None else None, reasons)
+                      ttt / 60 if ttt is not None else None, reasons), run
 
 
 # --- sets of runs ---------------------------------------------------------------
@@ -232,11 +235,10 @@ def check_path(path: str | Path, ruleset: str = DEFAULT_RULESET, rcp_bypass: boo
     logs = find_logs(Path(path))
     verdicts, groups, orgs = [], defaultdict(list), set()
     for log in logs:
-        verdict = check_log(log, ruleset)
+        verdict, run = _check_log(log, ruleset)
         verdict.group, verdict.scaling, org = _placement(log)
         verdicts.append(verdict)
-        if log.is_file():
-            run = read_run_log(log, ruleset)
+        if run is not None:
             if run.instance_id is not None and org is None:
                 verdict.scaling = "weak"
             groups[(verdict.group, run.benchmark, verdict.scaling)].append((verdict, run))

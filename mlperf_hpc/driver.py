@@ -97,6 +97,9 @@ def train(benchmark: Benchmark, config: Any, layout: SingleProcess | None = None
         result, model = _train(benchmark, config, layout, log, progress, state)
         if save_weights and topology.is_root:
             model.save_weights(str(save_weights))
+        # Ranks leave together: once one exits non-zero (target missed),
+        # mpirun kills the rest, so rank 0 must have finished writing.
+        layout.barrier()
         return result
     except BaseException as err:
         if state["run_started"]:

@@ -73,32 +73,27 @@ def _plots(rows: list[ReportRow], scale: str, out: Path) -> list[Path]:
     xs = sorted({getattr(r, scale) for r in rows})
     files = []
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for layout in layouts:
-        sel = [r for r in rows if r.layout == layout]
-        ax.plot([getattr(r, scale) for r in sel], [r.samples_per_s for r in sel], "o-", label=layout)
-    ax.plot(xs, [base.samples_per_s * x / getattr(base, scale) for x in xs], "k--", label="ideal")
-    ax.set(xlabel=scale, ylabel="training samples/s", title="Throughput", xticks=xs)
-    ax.legend()
-    ax.grid(alpha=0.3)
-    files.append(out / "throughput.png")
-    fig.tight_layout()
-    fig.savefig(files[-1], dpi=110)
-    plt.close(fig)
+    def save(fig, name: str) -> None:
+        files.append(out / f"{name}.png")
+        fig.tight_layout()
+        fig.savefig(files[-1], dpi=110)
+        plt.close(fig)
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for layout in layouts:
-        sel = [r for r in rows if r.layout == layout]
-        ax.plot([getattr(r, scale) for r in sel], [100 * r.efficiency for r in sel], "o-", label=layout)
-    ax.axhline(100, color="k", linestyle="--", label="ideal")
-    ax.set(xlabel=scale, ylabel="parallel efficiency [%]", title="Efficiency vs the smallest run", ylim=(0, 120),
-           xticks=xs)
-    ax.legend()
-    ax.grid(alpha=0.3)
-    files.append(out / "efficiency.png")
-    fig.tight_layout()
-    fig.savefig(files[-1], dpi=110)
-    plt.close(fig)
+    def per_layout(value, ideal, ylabel: str, title: str, **axes):
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for layout in layouts:
+            sel = [r for r in rows if r.layout == layout]
+            ax.plot([getattr(r, scale) for r in sel], [value(r) for r in sel], "o-", label=layout)
+        ax.plot(xs, [ideal(x) for x in xs], "k--", label="ideal")
+        ax.set(xlabel=scale, ylabel=ylabel, title=title, xticks=xs, **axes)
+        ax.legend()
+        ax.grid(alpha=0.3)
+        return fig
+
+    save(per_layout(lambda r: r.samples_per_s, lambda x: base.samples_per_s * x / getattr(base, scale),
+                    "training samples/s", "Throughput"), "throughput")
+    save(per_layout(lambda r: 100 * r.efficiency, lambda x: 100, "parallel efficiency [%]",
+                    "Efficiency vs the smallest run", ylim=(0, 120)), "efficiency")
 
     fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(rows)), 4))
     labels = [f"{r.layout}\n{getattr(r, scale)} {scale[:4]}." for r in rows]
@@ -111,10 +106,7 @@ def _plots(rows: list[ReportRow], scale: str, out: Path) -> list[Path]:
         bottom = [b + v for b, v in zip(bottom, values)]
     ax.set(ylabel="seconds", title="Time-to-train breakdown")
     ax.legend(fontsize=8)
-    files.append(out / "breakdown.png")
-    fig.tight_layout()
-    fig.savefig(files[-1], dpi=110)
-    plt.close(fig)
+    save(fig, "breakdown")
     return files
 
 

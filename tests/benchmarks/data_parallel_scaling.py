@@ -26,7 +26,7 @@ def mpirun(ranks: int, threads: int, *command: str) -> str:
     full = ["mpirun", "-np", str(ranks), "--oversubscribe", "--bind-to", "none", "-x", "MLPERF_HPC_THREADS",
             sys.executable, *command]
     result = subprocess.run(full, capture_output=True, text=True, env=env, cwd=REPO)
-    if result.returncode not in (0, 1):
+    if result.returncode not in (0, 3):  # 3: epochs done, target (deliberately) not reached
         sys.exit(f"failed: {' '.join(full)}\n{result.stderr[-3000:]}")
     return result.stdout
 
