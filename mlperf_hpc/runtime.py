@@ -1,4 +1,4 @@
-"""Process-level TensorFlow settings that must be made before TF is imported.
+"""Process-level settings that must be made before TensorFlow or MPI start.
 
 TensorFlow leaves its oneDNN kernels off on AMD CPUs; they make 3D
 convolutions about 3.6x faster on this class of machine, so the harness turns
@@ -23,9 +23,20 @@ def configure_environment() -> int:
     """Set oneDNN, quiet TF logging and thread counts; returns the intra-op
     thread count. Call before the first ``import tensorflow``."""
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+    # Horovod's background thread negotiates with the other ranks every few
+    # milliseconds; Open MPI's default busy-wait then spins on a core the
+    # TensorFlow threads need (mini CosmoFlow, 2 ranks x 1 core: about 100
+    # -> 164 samples/s when waits yield instead). Read by MPI_Init, so it
+    # works from here too.
+    os.environ.setdefault("OMPI_MCA_mpi_yield_when_idle", "1")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # MLPERF_HPC_THREADS is the one knob; the derived variables are always
+    # rewritten from it, since a parent process (a launcher, a test) that
+    # configured itself passes its own values down to every child rank.
     threads = int(os.environ.get("MLPERF_HPC_THREADS", cores_for_this_process()))
-    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
-    os.environ.setdefault("TF_NUM_INTRAOP_THREADS", str(threads))
-    os.environ.setdefault("TF_NUM_INTEROP_THREADS", "2")
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    os.environ["TF_NUM_INTRAOP_THREADS"] = str(threads)
+    # Independent ops (e.g. a conv's input and weight gradients) run side by
+    # side on the inter-op pool: cap it too, or a 1-core rank uses two.
+    os.environ["TF_NUM_INTEROP_THREADS"] = str(min(2, threads))
     return threads
