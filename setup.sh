@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-if ! command -v mpirun >/dev/null || ! [ -e /usr/include/x86_64-linux-gnu/openmpi ] && ! [ -e /usr/lib/x86_64-linux-gnu/openmpi/include ]; then
+if ! dpkg -s openmpi-bin libopenmpi-dev >/dev/null 2>&1; then
     echo "setup: installing Open MPI from Debian"
     SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
     $SUDO apt-get update -qq

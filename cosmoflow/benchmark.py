@@ -122,7 +122,7 @@ class CosmoFlow(Benchmark):
             for split in data.SPLITS:
                 data.stage(self._files(config, split, shard_index, n_shards), config.data.stage_dir)
 
-    def pipelines(self, config: CosmoFlowConfig, shard_index: int, n_shards: int) -> Pipelines:
+    def pipelines(self, config: CosmoFlowConfig, shard_index: int, n_shards: int, seed: int) -> Pipelines:
         d = config.data
         global_batch = d.batch_size * n_shards
         if d.n_train % global_batch or d.n_train % (n_shards * d.samples_per_file):
@@ -130,7 +130,7 @@ class CosmoFlow(Benchmark):
                                f"({n_shards} replicas x {d.batch_size}): change n_train or batch_size")
         common = dict(fmt=d.format, compression=d.compression, sample_shape=d.sample_shape,
                       batch_size=d.batch_size, shuffle=d.shuffle, apply_log=d.apply_log, prefetch=d.prefetch,
-                      n_parallel_reads=d.n_parallel_reads, seed=(config.train.seed or 0) + shard_index,
+                      n_parallel_reads=d.n_parallel_reads, seed=seed + shard_index,
                       samples_per_file=d.samples_per_file)
         train_files = self._local_files(config, "train", shard_index, n_shards)
         valid_files = self._local_files(config, "validation", shard_index, n_shards)

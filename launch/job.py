@@ -48,7 +48,8 @@ class JobSpec:
     resource_group: str | None = None
     procs_per_node: int | None = None
     instances: int = 1              # > 1: weak scaling, one model per instance
-    node_shape: str | None = None   # Fugaku torus shape of the whole job, e.g. 4x3x8
+    node_shape: str | None = None   # Fugaku node shape of the whole job, e.g. 4x3x8
+    node_topology: str | None = None  # Fugaku: torus or mesh (with a shape), noncont (without)
     job_dir: str = "jobs/job"
     seed: int | None = None
 
@@ -129,6 +130,12 @@ class JobSpec:
         if self.layout == "spatial" and self.processes != self.group_size:
             raise HarnessError(f"the spatial layout runs exactly {self.group_size} processes for split "
                                f"{self.spatial}, not {self.processes}: use --layout hybrid for more")
+        if self.node_topology not in (None, "torus", "mesh", "noncont"):
+            raise HarnessError(f"node topology '{self.node_topology}' must be torus, mesh or noncont")
+        if self.node_topology == "noncont" and self.node_shape:
+            raise HarnessError("noncont allocates nodes without a shape: drop --shape or use torus/mesh")
+        if self.node_topology in ("torus", "mesh") and not self.node_shape:
+            raise HarnessError(f"{self.node_topology} needs a node shape: pass --shape, e.g. 4x3x8")
         if self.node_shape:
             dims = [int(d) for d in self.node_shape.split("x")] if re.match(r"^\d+(x\d+){0,2}$",
                                                                              self.node_shape) else []

@@ -62,7 +62,10 @@ class PJM(Scheduler):
 
     def directives(self, job: JobSpec) -> list[str]:
         s = job.system
-        node = f"{job.node_shape}:torus" if job.node_shape else str(job.total_nodes)
+        if job.node_shape:
+            node = f"{job.node_shape}:{job.node_topology or 'torus'}"
+        else:
+            node = str(job.total_nodes) + (":noncont" if job.node_topology == "noncont" else "")
         lines = [f'#PJM -N {job.name}',
                  f'#PJM -L "node={node}"',
                  f'#PJM -L "rscgrp={job.rscgrp}"',

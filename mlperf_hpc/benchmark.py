@@ -72,7 +72,8 @@ class Benchmark(abc.ABC):
         """Copy this replica's files to node-local storage, if configured."""
 
     @abc.abstractmethod
-    def pipelines(self, config: Any, shard_index: int, n_shards: int) -> Pipelines: ...
+    def pipelines(self, config: Any, shard_index: int, n_shards: int, seed: int) -> Pipelines:
+        """This replica's input; ``seed`` is the run's (shuffling differs per run)."""
 
     @abc.abstractmethod
     def loss(self, labels: tf.Tensor, predictions: tf.Tensor) -> tf.Tensor:

@@ -125,6 +125,7 @@ def _job_from_args(args: argparse.Namespace):
                    spatial=args.spatial, config=absolute(args.config), data_dir=absolute(args.data),
                    elapse=args.elapse, name=args.name, group=args.group, resource_group=args.rscgrp,
                    procs_per_node=args.ppn, instances=args.instances, node_shape=args.shape,
+                   node_topology=args.topology,
                    job_dir=absolute(args.job_dir or f"jobs/{args.name}"), seed=args.seed)
 
 
@@ -182,6 +183,8 @@ def _add_job_options(p: argparse.ArgumentParser, nodes: bool = True) -> None:
     p.add_argument("--ppn", type=int, help="processes per node (default: the system's)")
     p.add_argument("--instances", type=int, default=1, help="weak scaling: concurrent instances")
     p.add_argument("--shape", help="Fugaku node shape of the whole job, e.g. 4x3x8")
+    p.add_argument("--topology", choices=["torus", "mesh", "noncont"],
+                   help="Fugaku node allocation: torus/mesh (with --shape, default torus) or noncont")
     p.add_argument("--job-dir", help="where the script, placement files and logs go")
     p.add_argument("--seed", type=int, help="base seed (instance i uses seed + i)")
 

@@ -69,6 +69,17 @@ def use_local_accelerator(local_rank: int) -> int:
     return len(gpus)
 
 
+@dataclass
+class _RunState:
+    """What the abort path needs to know about a run in progress."""
+    gate: StartGate | None
+    run_started: bool = False
+
+    @property
+    def run_metadata(self) -> dict:
+        return {"instance_id": self.gate.instance_id} if self.gate else {}
+
+
 class Terminated(SystemExit):
     """SIGTERM arrived (mpirun stopping the job because another rank died)."""
 
@@ -88,8 +99,7 @@ def train(benchmark: Benchmark, config: Any, layout: SingleProcess | None = None
     topology = layout.topology
     log = MLPerfLog(Path(log_path) if log_path else None, enabled=topology.is_root)
     progress = Progress(benchmark.name, enabled=show_progress and topology.is_root)
-    state = {"run_started": False, "gate": start_gate,
-             "run_metadata": {"instance_id": start_gate.instance_id} if start_gate else {}}
+    state = _RunState(start_gate)
     # mpirun answers a dead rank with SIGTERM to the others; turning it into an
     # exception lets rank 0 still write run_stop status=aborted.
     previous = signal.signal(signal.SIGTERM, _raise_terminated)
@@ -102,8 +112,8 @@ def train(benchmark: Benchmark, config: Any, layout: SingleProcess | None = None
         layout.barrier()
         return result
     except BaseException as err:
-        if state["run_started"]:
-            log.end(keys.RUN_STOP, metadata={"status": "aborted", **state["run_metadata"]})
+        if state.run_started:
+            log.end(keys.RUN_STOP, metadata={"status": "aborted", **state.run_metadata})
         layout.abort(failed_here=not layout.is_peer_failure(err))
         raise
     finally:
@@ -112,7 +122,7 @@ def train(benchmark: Benchmark, config: Any, layout: SingleProcess | None = None
 
 
 def _train(benchmark: Benchmark, config: Any, layout: SingleProcess, log: MLPerfLog,
-           progress: Progress, state: dict) -> tuple[RunResult, tf.keras.Model]:
+           progress: Progress, state: _RunState) -> tuple[RunResult, tf.keras.Model]:
     topology = layout.topology
     log.event(keys.CACHE_CLEAR, True)
     log.start(keys.INIT_START)
@@ -154,11 +164,11 @@ def _train(benchmark: Benchmark, config: Any, layout: SingleProcess, log: MLPerf
         return tf.stack(benchmark.metric_sums(y, model(x, training=False)))
 
     log.end(keys.INIT_STOP)
-    if state["gate"] and topology.is_root:
-        state["gate"].wait()
+    if state.gate and topology.is_root:
+        state.gate.wait()
     layout.barrier()
-    log.start(keys.RUN_START, metadata=state["run_metadata"] or None)
-    state["run_started"] = True
+    log.start(keys.RUN_START, metadata=state.run_metadata or None)
+    state.run_started = True
     run_start = time.monotonic()
 
     log.start(keys.STAGING_START)
@@ -167,7 +177,7 @@ def _train(benchmark: Benchmark, config: Any, layout: SingleProcess, log: MLPerf
     log.end(keys.STAGING_STOP)
     staging_seconds = time.monotonic() - run_start
 
-    pipelines = benchmark.pipelines(config, layout.data_shard_index, layout.data_shards)
+    pipelines = benchmark.pipelines(config, layout.data_shard_index, layout.data_shards, seed)
     log.event(keys.TRAIN_SAMPLES, pipelines.n_train)
     log.event(keys.EVAL_SAMPLES, pipelines.n_valid)
 
@@ -217,6 +227,6 @@ def _train(benchmark: Benchmark, config: Any, layout: SingleProcess, log: MLPerf
     layout.barrier()
     result.time_to_train = time.monotonic() - run_start
     log.end(keys.RUN_STOP, metadata={"status": "success" if result.reached_target else "aborted",
-                                     **state["run_metadata"]})
-    state["run_started"] = False
+                                     **state.run_metadata})
+    state.run_started = False
     return result, model

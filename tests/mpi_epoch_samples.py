@@ -18,7 +18,7 @@ config_path, out_path = sys.argv[1], sys.argv[2]
 layout = make_layout("data")
 benchmark = CosmoFlow()
 config = benchmark.load_config(config_path)
-pipes = benchmark.pipelines(config, layout.data_shard_index, layout.data_shards)
+pipes = benchmark.pipelines(config, layout.data_shard_index, layout.data_shards, seed=0)
 batches = iter(pipes.train)
 seen = tf.concat([next(batches)[1] for _ in range(pipes.train_steps)], axis=0)
 gathered = hvd.allgather(seen[tf.newaxis])  # [ranks, samples, 4]

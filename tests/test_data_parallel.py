@@ -4,6 +4,7 @@ import time
 
 import h5py
 import numpy as np
+import pytest
 
 from cosmoflow import data
 from mlperf_hpc.compliance import check_log
@@ -110,6 +111,18 @@ def test_failure_on_one_rank_stops_the_job_and_the_log_records_the_abort(tmp_pat
     assert "Traceback" not in result.stderr  # rank 0 stops cleanly, whether by Horovod or by mpirun
     last = _records(log)[-1]
     assert last["key"] == "run_stop" and last["metadata"]["status"] == "aborted"
+
+
+def test_four_ranks_oversubscribed_train_and_log_the_real_topology(tmp_path, tiny_data):
+    config = write_config(tmp_path / "c.yaml", tiny_data, data={"n_train": 64, "n_valid": 32, "n_epochs": 1,
+                                                                 "batch_size": 4}, train={"target_mae": 0.9})
+    log = tmp_path / "four.log"
+    result = mpirun(4, "train", "cosmoflow", "--config", str(config), "--layout", "data", "--log", str(log))
+    assert result.returncode == 0, result.stderr[-3000:]
+    records = {r["key"]: r["value"] for r in _records(log)}
+    assert records["number_of_ranks"] == 4 and records["global_batch_size"] == 16
+    assert records["opt_base_learning_rate"] == pytest.approx(0.01 * 16 / 16)  # linear scaling, mini base batch 16
+    assert result.stdout.count("reached target") == 1
 
 
 def test_single_process_accepts_the_data_layout(tmp_path, tiny_data):

@@ -76,6 +76,15 @@ def test_impossible_jobs_are_refused(change, message):
     assert message in str(err.value)
 
 
+@pytest.mark.parametrize("shape, topology, directive", [
+    ("2x2x2", None, '#PJM -L "node=2x2x2:torus"'), ("2x4", "mesh", '#PJM -L "node=2x4:mesh"'),
+    (None, "noncont", '#PJM -L "node=8:noncont"'), (None, None, '#PJM -L "node=8"')])
+def test_pjm_node_shapes_and_topologies(shape, topology, directive):
+    job = job_for("fugaku_data")
+    job.node_shape, job.node_topology, job.procs_per_node = shape, topology, 1
+    assert directive in render(job).script.splitlines()
+
+
 def test_cli_refusal_is_one_line():
     result = cli("launch", "render", "--system", "fugaku", "--nodes", "4", "--group", "hp1", "--name", "$(id)")
     assert result.returncode == 2 and result.stderr.count("\n") == 1
