@@ -2,6 +2,7 @@
 the real CLI (in-process for speed, or as a subprocess / under mpirun)."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -72,6 +73,22 @@ def two_rank_run(main_job, tmp_path_factory):
     result = mpirun(2, "train", "cosmoflow", "--layout", "data", "--batch-size", "8", "--seed", "2",
                     "--data", str(workdir / "data" / "cosmoflow-mini"), "--log", str(log))
     return result, log
+
+
+def log_records(path: Path) -> list[dict]:
+    """The MLLOG records of a log file."""
+    return [json.loads(line.split(":::MLLOG", 1)[1]) for line in path.read_text().splitlines()
+            if ":::MLLOG" in line]
+
+
+def read_weights(path: Path) -> dict:
+    """Every dataset of a Keras HDF5 weights file, by name."""
+    import h5py
+
+    out = {}
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda name, obj: out.__setitem__(name, obj[...]) if isinstance(obj, h5py.Dataset) else None)
+    return out
 
 
 def doctor(src: Path, dst: Path, key: str, old: str, new: str) -> Path:

@@ -1,22 +1,16 @@
 """The official checker on the real converged log of the main job, and on
 broken copies of it."""
-import json
 
 import pytest
 
 from mlperf_hpc.compliance import check_log
-from tests.conftest import cli
+from tests.conftest import cli, log_records
 
 
 @pytest.fixture(scope="module")
 def converged_log(main_job):
     _, _, logs = main_job
     return logs[0]
-
-
-def _records(path):
-    return [json.loads(line.split(":::MLLOG", 1)[1]) for line in path.read_text().splitlines()
-            if ":::MLLOG" in line]
 
 
 def test_good_log_passes_the_official_checker(converged_log):
@@ -27,7 +21,7 @@ def test_good_log_passes_the_official_checker(converged_log):
 
 
 def test_log_has_the_keys_closed_cosmoflow_needs(converged_log):
-    keys = {r["key"] for r in _records(converged_log)}
+    keys = {r["key"] for r in log_records(converged_log)}
     assert {"submission_org", "submission_platform", "submission_division", "submission_status",
             "submission_benchmark", "cache_clear", "init_start", "init_stop", "run_start", "run_stop",
             "staging_start", "staging_stop", "epoch_start", "epoch_stop", "eval_start", "eval_stop",
@@ -35,7 +29,7 @@ def test_log_has_the_keys_closed_cosmoflow_needs(converged_log):
             "opt_base_learning_rate", "opt_learning_rate_warmup_epochs", "opt_learning_rate_warmup_factor",
             "opt_learning_rate_decay_boundary_epochs", "opt_learning_rate_decay_factor", "number_of_nodes",
             "accelerators_per_node", "seed", "dropout"} <= keys
-    records = _records(converged_log)
+    records = log_records(converged_log)
     assert next(r for r in records if r["key"] == "seed")["value"] == 1
     epochs = [r["metadata"]["epoch_num"] for r in records if r["key"] == "epoch_start"]
     assert epochs == list(range(1, len(epochs) + 1))  # 1-based and consecutive, as the references

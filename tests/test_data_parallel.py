@@ -2,25 +2,12 @@
 import json
 import time
 
-import h5py
 import numpy as np
 import pytest
 
 from cosmoflow import data
 from mlperf_hpc.compliance import check_log
-from tests.conftest import PYTHON, REPO, MPI_ENV, cli, mpirun, write_config
-
-
-def _records(path):
-    return [json.loads(line.split(":::MLLOG", 1)[1]) for line in path.read_text().splitlines()
-            if ":::MLLOG" in line]
-
-
-def _weights(path):
-    out = {}
-    with h5py.File(path, "r") as f:
-        f.visititems(lambda name, obj: out.__setitem__(name, obj[...]) if isinstance(obj, h5py.Dataset) else None)
-    return out
+from tests.conftest import PYTHON, REPO, MPI_ENV, cli, log_records, mpirun, read_weights, write_config
 
 
 def test_two_ranks_equal_one_process_with_twice_the_batch(tmp_path, tiny_data):
@@ -39,7 +26,7 @@ def test_two_ranks_equal_one_process_with_twice_the_batch(tmp_path, tiny_data):
     half = cli("train", "cosmoflow", "--config", str(config), "--batch-size", "4", "--layout", "single",
                "--save-weights", str(tmp_path / "half.h5"), "--log", str(tmp_path / "half.log"))
     assert half.returncode == 3, half.stderr[-2000:]
-    a, b, c = (_weights(tmp_path / f"{name}.h5") for name in ("single", "ranks", "half"))
+    a, b, c = (read_weights(tmp_path / f"{name}.h5") for name in ("single", "ranks", "half"))
     assert a.keys() == b.keys() and len(a) >= 14
 
     def relative(x, y):
@@ -53,7 +40,7 @@ def test_two_ranks_equal_one_process_with_twice_the_batch(tmp_path, tiny_data):
         assert np.linalg.norm(a[key] - b[key]) <= 1e-2 * np.linalg.norm(a[key] - c[key]), key
     # Both logged the same global batch and learning rate.
     for log in ("single.log", "ranks.log"):
-        records = {r["key"]: r["value"] for r in _records(tmp_path / log)}
+        records = {r["key"]: r["value"] for r in log_records(tmp_path / log)}
         assert records["global_batch_size"] == 8 and records["opt_base_learning_rate"] == 0.005
 
 
@@ -85,7 +72,7 @@ def test_two_rank_mini_run_reaches_target_and_passes_the_checker(two_rank_run):
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     verdict = check_log(log)
     assert verdict.passed, verdict.reason
-    records = {r["key"]: r["value"] for r in _records(log)}
+    records = {r["key"]: r["value"] for r in log_records(log)}
     assert records["number_of_ranks"] == 2 and records["number_of_nodes"] == 1
     assert records["global_batch_size"] == 16 and records["accelerators_per_node"] == 0
     assert records["parallel_layout"] == "data"
@@ -109,7 +96,7 @@ def test_failure_on_one_rank_stops_the_job_and_the_log_records_the_abort(tmp_pat
     assert elapsed < 60, f"job took {elapsed:.0f}s to stop"
     assert f"corrupt tfrecord file {victim}" in result.stderr
     assert "Traceback" not in result.stderr  # rank 0 stops cleanly, whether by Horovod or by mpirun
-    last = _records(log)[-1]
+    last = log_records(log)[-1]
     assert last["key"] == "run_stop" and last["metadata"]["status"] == "aborted"
 
 
@@ -119,7 +106,7 @@ def test_four_ranks_oversubscribed_train_and_log_the_real_topology(tmp_path, tin
     log = tmp_path / "four.log"
     result = mpirun(4, "train", "cosmoflow", "--config", str(config), "--layout", "data", "--log", str(log))
     assert result.returncode == 0, result.stderr[-3000:]
-    records = {r["key"]: r["value"] for r in _records(log)}
+    records = {r["key"]: r["value"] for r in log_records(log)}
     assert records["number_of_ranks"] == 4 and records["global_batch_size"] == 16
     assert records["opt_base_learning_rate"] == pytest.approx(0.01 * 16 / 16)  # linear scaling, mini base batch 16
     assert result.stdout.count("reached target") == 1
@@ -130,4 +117,4 @@ def test_single_process_accepts_the_data_layout(tmp_path, tiny_data):
                           train={"target_mae": 0.9})
     result = cli("train", "cosmoflow", "--config", str(config), "--layout", "data", "--log", str(tmp_path / "l"))
     assert result.returncode == 0, result.stderr[-2000:]
-    assert {r["key"]: r["value"] for r in _records(tmp_path / "l")}["number_of_ranks"] == 1
+    assert {r["key"]: r["value"] for r in log_records(tmp_path / "l")}["number_of_ranks"] == 1
