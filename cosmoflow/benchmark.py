@@ -77,6 +77,17 @@ class CosmoFlow(Benchmark):
                            n_conv_layers=m.n_conv_layers, fc1_size=m.fc1_size, fc2_size=m.fc2_size,
                            dropout=m.dropout, l2=m.l2)
 
+    def mesh_model(self, config: CosmoFlowConfig, split: tuple[int, int]) -> "CosmoFlowMesh":
+        from cosmoflow.mesh_model import CosmoFlowMesh
+
+        m = config.model
+        if m.l2 > 0:
+            raise HarnessError(f"model.l2={m.l2}: the spatial layouts do not apply L2 regularisation; "
+                               f"set model.l2 to 0 or use --layout data")
+        return CosmoFlowMesh(list(config.data.sample_shape), split, kernel_size=m.kernel_size,
+                             conv_size=m.conv_size, n_conv_layers=m.n_conv_layers, fc1_size=m.fc1_size,
+                             fc2_size=m.fc2_size, dropout=m.dropout, momentum=config.optimizer.momentum)
+
     def make_optimizer(self, config: CosmoFlowConfig) -> tf.keras.optimizers.Optimizer:
         return tf.keras.optimizers.SGD(learning_rate=config.lr_schedule.base_lr,
                                        momentum=config.optimizer.momentum)

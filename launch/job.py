@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from launch.system import System
+from parallel.topology import parse_split
 from mlperf_hpc.errors import HarnessError
 
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
@@ -23,14 +24,6 @@ def elapse_seconds(text: str) -> int:
                            f"e.g. 1:30:00")
     hours, minutes, seconds = map(int, match.groups())
     return hours * 3600 + minutes * 60 + seconds
-
-
-def parse_split(text: str | None) -> tuple[int, ...]:
-    if not text:
-        return (1, 1)
-    if not re.match(r"^\d+x\d+$", text) or 0 in tuple(int(p) for p in text.split("x")):
-        raise HarnessError(f"spatial split '{text}' must look like DxH with positive sizes, e.g. 4x1")
-    return tuple(int(p) for p in text.split("x"))
 
 
 @dataclass

@@ -15,7 +15,6 @@ from launch.schedulers import JobState, get_scheduler
 from launch.system import System
 from mlperf_hpc.errors import HarnessError
 from mlperf_hpc.runlog import read_run_log
-from parallel import TRAINABLE_LAYOUTS
 
 
 def _run(command: list[str]) -> str:
@@ -36,9 +35,6 @@ def submit(job: JobSpec, dry_run: bool = False) -> tuple[list[str], str | None]:
     command = scheduler.submit_command(job, str(script))
     if dry_run:
         return command, None
-    if job.layout not in TRAINABLE_LAYOUTS:
-        raise HarnessError(f"the {job.layout} layout is not implemented in training yet; render the script, "
-                           f"but submit data-parallel jobs for now")
     if scheduler.name == "local":
         with open(Path(job.job_dir) / "job.out", "w") as out:
             code = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT).returncode

@@ -88,6 +88,14 @@ class Benchmark(abc.ABC):
     def explain_data_error(self, config: Any, shard_index: int, n_shards: int, error: Exception) -> Exception:
         """Turn an input-pipeline failure into a one-line error naming the file."""
 
+    def mesh_model(self, config: Any, split: tuple[int, int]) -> Any:
+        """The model in Mesh TensorFlow with each sample split ``split`` ways
+        (depth x height blocks), for the spatial and hybrid layouts. It refuses
+        a split the model's shapes cannot take, naming the layer and sizes."""
+        from mlperf_hpc.errors import HarnessError
+
+        raise HarnessError(f"{self.name} has no Mesh TensorFlow model yet: use --layout data")
+
     def reached(self, config: Any, value: float) -> bool:
         target = self.target(config)
         return value <= target if self.lower_is_better else value >= target

@@ -61,14 +61,22 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from mlperf_hpc.driver import train
     from parallel.instances import StartGate
     from parallel.layouts import make_layout
+    from parallel.topology import parse_split
 
     benchmark = get_benchmark(args.benchmark)
     overrides = {"data.data_dir": args.data, "data.stage_dir": args.stage_dir, "data.n_epochs": args.epochs,
                  "data.batch_size": args.batch_size, "train.seed": args.seed, **parse_settings(args.set)}
     config = benchmark.load_config(args.config or default_config(args.benchmark), overrides)
-    if args.spatial and args.layout not in ("spatial", "hybrid"):
+    split = None
+    if args.layout in ("spatial", "hybrid"):
+        if not args.spatial:
+            raise HarnessError(f"--layout {args.layout} needs --spatial DxH, e.g. --spatial 2x1")
+        split = parse_split(args.spatial)
+        # Refuses a split the model's shapes cannot take before any rank starts work.
+        benchmark.mesh_model(config, split)
+    elif args.spatial:
         raise HarnessError(f"--spatial {args.spatial} needs --layout spatial or hybrid")
-    layout = make_layout(args.layout)
+    layout = make_layout(args.layout, split)
     log_path = Path(args.log) if args.log else default_log_path(args.benchmark)
     gate = None
     if args.instances > 1:
@@ -223,7 +231,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--config", help="YAML config (default: the benchmark's configs/mini.yaml)")
     tr.add_argument("--data", help="dataset directory (overrides data.data_dir)")
     tr.add_argument("--log", help="MLPerf log path (default logs/local/<benchmark>-<time>.log)")
-    tr.add_argument("--layout", default="single", help="single (one process) or data (Horovod)")
+    tr.add_argument("--layout", default="single",
+                    help="single (one process), data (Horovod), spatial (each sample split over all ranks) "
+                         "or hybrid (data-parallel groups, each splitting its samples); run under mpirun")
     tr.add_argument("--spatial", help="DxH split of each sample (spatial/hybrid layouts)")
     tr.add_argument("--stage-dir", help="node-local directory to stage this rank's files to")
     tr.add_argument("--instances", type=int, default=1, help="weak scaling: instances in this job")

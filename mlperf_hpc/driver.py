@@ -25,7 +25,7 @@ from mlperf_hpc import mllogging
 from mlperf_hpc.mllogging import MLPerfLog
 from mlperf_hpc.progress import Progress
 from parallel.instances import StartGate
-from parallel.layouts import SingleProcess
+from parallel.layouts import SingleProcess, Trainer
 
 
 @dataclass
@@ -104,9 +104,9 @@ def train(benchmark: Benchmark, config: Any, layout: SingleProcess | None = None
     # exception lets rank 0 still write run_stop status=aborted.
     previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
-        result, model = _train(benchmark, config, layout, log, progress, state)
-        if save_weights and topology.is_root:
-            model.save_weights(str(save_weights))
+        result, trainer = _train(benchmark, config, layout, log, progress, state)
+        if save_weights:
+            trainer.save_weights(save_weights)
         # Ranks leave together: once one exits non-zero (target missed),
         # mpirun kills the rest, so rank 0 must have finished writing.
         layout.barrier()
@@ -122,7 +122,7 @@ def train(benchmark: Benchmark, config: Any, layout: SingleProcess | None = None
 
 
 def _train(benchmark: Benchmark, config: Any, layout: SingleProcess, log: MLPerfLog,
-           progress: Progress, state: _RunState) -> tuple[RunResult, tf.keras.Model]:
+           progress: Progress, state: _RunState) -> tuple[RunResult, Trainer]:
     topology = layout.topology
     log.event(keys.CACHE_CLEAR, True)
     log.start(keys.INIT_START)
@@ -135,33 +135,16 @@ def _train(benchmark: Benchmark, config: Any, layout: SingleProcess, log: MLPerf
     log.event(mllogging.NUMBER_OF_NODES, topology.nodes)
     log.event(mllogging.NUMBER_OF_RANKS, topology.size)
     log.event(mllogging.ACCELERATORS_PER_NODE, accelerators)
-    log.event(mllogging.PARALLEL_LAYOUT, layout.name)
+    log.event(mllogging.PARALLEL_LAYOUT, layout.label)
     log.event(keys.SEED, seed)
     log.event(keys.GLOBAL_BATCH_SIZE, global_batch)
     for key, value in benchmark.hyperparameters(config, global_batch).items():
         log.event(key, value)
 
-    tf.keras.utils.set_random_seed(seed + topology.rank)
-    model = benchmark.build_model(config)
-    optimizer = benchmark.make_optimizer(config)
-    optimizer.build(model.trainable_variables)
-    layout.broadcast_variables(model.variables + optimizer.variables)
-
-    @tf.function(reduce_retracing=True)
-    def train_step(x, y):
-        with tf.GradientTape() as tape:
-            predictions = model(x, training=True)
-            loss = benchmark.loss(y, predictions)
-            if model.losses:
-                loss += tf.add_n(model.losses)
-        tape = layout.wrap_tape(tape)
-        gradients = tape.gradient(loss, model.trainable_variables)
-        optimizer.apply_gradients(zip(gradients, model.trainable_variables))
-        return loss
-
-    @tf.function(reduce_retracing=True)
-    def eval_step(x, y):
-        return tf.stack(benchmark.metric_sums(y, model(x, training=False)))
+    # Replicas draw differently; the processes of one replica (a spatial
+    # group) must agree, or their shuffles would feed them different samples.
+    tf.keras.utils.set_random_seed(seed + layout.data_shard_index)
+    trainer = layout.make_trainer(benchmark, config, seed)
 
     log.end(keys.INIT_STOP)
     if state.gate and topology.is_root:
@@ -191,12 +174,12 @@ def _train(benchmark: Benchmark, config: Any, layout: SingleProcess, log: MLPerf
     max_epochs = benchmark.max_epochs(config)
     train_batches = iter(pipelines.train)
     for epoch in range(1, max_epochs + 1):
-        optimizer.learning_rate.assign(benchmark.learning_rate(config, epoch - 1, global_batch))
+        trainer.set_learning_rate(benchmark.learning_rate(config, epoch - 1, global_batch))
         log.start(keys.EPOCH_START, metadata={"epoch_num": epoch})
         start = time.monotonic()
         for step in range(1, pipelines.train_steps + 1):
             x, y = next_batch(train_batches)
-            train_step(x, y)
+            trainer.train_step(x, y)
             progress.step(epoch, max_epochs, step, pipelines.train_steps, step * global_batch,
                           time.monotonic() - start)
         log.end(keys.EPOCH_STOP, metadata={"epoch_num": epoch})
@@ -208,7 +191,7 @@ def _train(benchmark: Benchmark, config: Any, layout: SingleProcess, log: MLPerf
         valid_batches = iter(pipelines.valid)
         for _ in range(pipelines.valid_steps):
             x, y = next_batch(valid_batches)
-            sums += eval_step(x, y)
+            sums += trainer.eval_sums(x, y)
         total, count = layout.allreduce_sum(sums).numpy()
         metric = float(total / count)
         log.end(keys.EVAL_STOP, metadata={"epoch_num": epoch})
@@ -229,4 +212,4 @@ def _train(benchmark: Benchmark, config: Any, layout: SingleProcess, log: MLPerf
     log.end(keys.RUN_STOP, metadata={"status": "success" if result.reached_target else "aborted",
                                      **state.run_metadata})
     state.run_started = False
-    return result, model
+    return result, trainer

@@ -1,5 +1,5 @@
-"""Process topology and parallel layouts (data-parallel now; spatial and
-hybrid model-parallel layouts plug in through the same ``Layout`` interface)."""
+"""Process topology and parallel layouts: single process, data-parallel
+(Horovod), and spatial / hybrid model-parallel (Mesh TensorFlow over Horovod)."""
 
 # Layouts training can run today (importable without TensorFlow, for launch/).
-TRAINABLE_LAYOUTS = ("single", "data")
+TRAINABLE_LAYOUTS = ("single", "data", "spatial", "hybrid")

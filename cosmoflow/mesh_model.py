@@ -1,0 +1,170 @@
+"""CosmoFlow in Mesh TensorFlow, each sample split into depth x height blocks.
+
+The same network as ``cosmoflow.model`` (and initialised from it, so the two
+agree weight for weight), written on tensors shaped
+``[batch, d_blocks, h_blocks, d, h, w, channels]``: the block dimensions are
+laid out on the spatial mesh axes, so each process holds one block of every
+activation. Convolutions exchange one-plane halos with the neighbouring
+blocks (``conv3d_with_blocks``); max pooling stays inside a block (the split
+must divide every pooled size, which ``check_pooling`` enforces) and uses
+TensorFlow's own pooling gradient; the first
+dense layer contracts over the blocks, so its kernel is split like the
+activations and the partial products are summed across the spatial group.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import tensorflow.compat.v1 as tf
+
+from cosmoflow.model import LEAKY_ALPHA, check_pooling
+from mlperf_hpc.errors import HarnessError
+from parallel.mtf_compat import mesh_tensorflow
+
+mtf = mesh_tensorflow()
+
+# Tensor dimension names laid out on the mesh (see parallel.mesh).
+BATCH, D_BLOCKS, H_BLOCKS = "batch", "d_blocks", "h_blocks"
+# The output layer's dimension is the targets' one, so that predictions and
+# targets line up elementwise (distinct names would broadcast to an outer product).
+TARGET = "target"
+OUTPUT_SCALE = 1.2
+
+
+@dataclass
+class CosmoFlowMesh:
+    sample_shape: list[int]           # D, H, W, C
+    split: tuple[int, int]            # depth blocks, height blocks
+    kernel_size: int = 3
+    conv_size: int = 32
+    n_conv_layers: int = 5
+    fc1_size: int = 128
+    fc2_size: int = 64
+    dropout: float = 0.5
+    momentum: float = 0.9
+    target_size: int = 4
+
+    def __post_init__(self) -> None:
+        if self.kernel_size % 2 == 0:
+            raise HarnessError(f"model.kernel_size={self.kernel_size}: spatial layouts need an odd kernel "
+                               f"(halos of kernel//2 planes on both sides); use kernel_size 3 or --layout data")
+        check_pooling(list(self.sample_shape[:3]), self.n_conv_layers, [self.split[0], self.split[1], 1])
+
+    # --- shapes -------------------------------------------------------------
+
+    def input_shapes(self, batch: int) -> tuple[Any, Any]:
+        """Mesh TF shapes of a batch of volumes and of its targets."""
+        d, h, w, c = self.sample_shape
+        sd, sh = self.split
+        volume = mtf.Shape([mtf.Dimension(BATCH, batch), mtf.Dimension(D_BLOCKS, sd), mtf.Dimension(H_BLOCKS, sh),
+                            mtf.Dimension("d", d // sd), mtf.Dimension("h", h // sh), mtf.Dimension("w", w),
+                            mtf.Dimension("c0", c)])
+        targets = mtf.Shape([mtf.Dimension(BATCH, batch), mtf.Dimension(TARGET, self.target_size)])
+        return volume, targets
+
+    def block(self, volumes: np.ndarray | Any, d_block: int, h_block: int) -> Any:
+        """One process's block of a batch [n, D, H, W, C], shaped as the
+        slice of ``input_shapes`` that process holds: [n, 1, 1, d, h, W, C]."""
+        d, h = self.sample_shape[0] // self.split[0], self.sample_shape[1] // self.split[1]
+        part = volumes[:, d_block * d:(d_block + 1) * d, h_block * h:(h_block + 1) * h]
+        return part[:, None, None]
+
+    # --- network ------------------------------------------------------------
+
+    def forward(self, x: Any, keras_weights: list[np.ndarray], training: bool) -> Any:
+        """Predictions [batch, target] for volumes shaped as ``input_shapes``;
+        variables are created on the first call (from ``keras_weights``, the
+        Keras model's ``get_weights()``) and shared by later calls."""
+        weights = iter(keras_weights)
+        batch_dim, d_blocks, h_blocks = x.shape.dims[:3]
+        for i in range(self.n_conv_layers):
+            kernel, bias = next(weights), next(weights)
+            channels = mtf.Dimension(f"c{i + 1}", kernel.shape[-1])
+            x = mtf.layers.conv3d_with_blocks(
+                x, channels, filter_size=[self.kernel_size] * 3, d_blocks_dim=d_blocks, h_blocks_dim=h_blocks,
+                filter_initializer=tf.constant_initializer(kernel), name=f"conv{i + 1}")
+            x += mtf.get_variable(x.mesh, f"conv{i + 1}/bias", [channels], initializer=tf.constant_initializer(bias))
+            x = mtf.leaky_relu(x, LEAKY_ALPHA)
+            x = max_pool_2x(x, name=f"pool{i + 1}")
+
+        # Keras flattens (D, H, W, C) in row-major order; the same kernel,
+        # cut into blocks, contracts the blocked activations.
+        kernel, bias = next(weights), next(weights)
+        d, h, w, c = (dim.size for dim in x.shape.dims[-4:])
+        blocked = kernel.reshape(d_blocks.size, d, h_blocks.size, h, w, c, -1).transpose(0, 2, 1, 3, 4, 5, 6)
+        x = self._dense(x, blocked, bias, "fc1", "fc1")
+        for name, out in (("fc2", "fc2"), ("output", TARGET)):
+            x = mtf.leaky_relu(x, LEAKY_ALPHA)
+            if training and self.dropout > 0:
+                x = mtf.dropout(x, is_training=True, rate=self.dropout)
+            x = self._dense(x, next(weights), next(weights), name, out)
+        return mtf.tanh(x) * OUTPUT_SCALE
+
+    def _dense(self, x: Any, kernel: np.ndarray, bias: np.ndarray, name: str, out_name: str) -> Any:
+        """Contract every dimension of ``x`` but the batch with the kernel."""
+        out = mtf.Dimension(out_name, kernel.shape[-1])
+        shape = x.shape.dims[1:] + [out]
+        w = mtf.get_variable(x.mesh, f"{name}/kernel", shape, initializer=tf.constant_initializer(kernel))
+        b = mtf.get_variable(x.mesh, f"{name}/bias", [out], initializer=tf.constant_initializer(bias))
+        return mtf.einsum([x, w], output_shape=[x.shape.dims[0], out]) + b
+
+    def keras_weights(self, variables: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """Mesh TF variable values (by name) back in Keras' ``get_weights`` order and shapes."""
+        weights = []
+        for i in range(self.n_conv_layers):
+            weights += [variables[f"conv{i + 1}/kernel"], variables[f"conv{i + 1}/bias"]]
+        fc1 = variables["fc1/kernel"]
+        weights += [fc1.transpose(0, 2, 1, 3, 4, 5, 6).reshape(-1, fc1.shape[-1]), variables["fc1/bias"]]
+        for name in ("fc2", "output"):
+            weights += [variables[f"{name}/kernel"], variables[f"{name}/bias"]]
+        return weights
+
+    # --- objective ----------------------------------------------------------
+
+    def loss(self, targets: Any, predictions: Any) -> Any:
+        """Mean squared error over the global batch (the mean over the
+        data-parallel mesh axis is what averages gradients across groups)."""
+        return mtf.reduce_mean(mtf.square(predictions - targets))
+
+    def optimizer(self, learning_rate: Any) -> "MomentumSGD":
+        return MomentumSGD(learning_rate, self.momentum)
+
+    def sample_errors(self, targets: Any, predictions: Any) -> tuple[Any, int]:
+        """Per-sample sum of absolute errors [batch], and how many values each sums."""
+        return mtf.reduce_sum(mtf.abs(predictions - targets), reduced_dim=targets.shape.dims[-1]), self.target_size
+
+
+def max_pool_2x(x: Any, name: str) -> Any:
+    """2x2x2 max pooling inside each block, with TensorFlow's gradient, which
+    sends each window's gradient to one maximum. (Mesh TF's ``max_pool3d``
+    sends it to every tied maximum; the empty regions of count data tie
+    often, the gradients grow several-fold, and training diverged.)"""
+    batch_dims, (d, h, w), channels = x.shape.dims[:-4], x.shape.dims[-4:-1], x.shape.dims[-1]
+    pooled = mtf.Shape(batch_dims + [mtf.Dimension(dim.name, dim.size // 2) for dim in (d, h, w)] + [channels])
+
+    def pool(block: tf.Tensor) -> tf.Tensor:
+        lead = block.shape.as_list()[:-4]
+        volumes = tf.reshape(block, [-1] + block.shape.as_list()[-4:])
+        out = tf.nn.max_pool3d(volumes, ksize=2, strides=2, padding="VALID")
+        return tf.reshape(out, lead + out.shape.as_list()[1:])
+
+    return mtf.slicewise(pool, [x], output_shape=pooled, splittable_dims=batch_dims + [channels], name=name)
+
+
+class MomentumSGD(mtf.optimize.Optimizer):
+    """SGD with momentum exactly as Keras' SGD: the weight moves by the new
+    velocity, and the velocity keeps past learning rates, so epoch-boundary
+    changes behave alike. (Mesh TF's own MomentumOptimizer moves the weight by
+    the velocity read before the update, a step late: training diverged.)"""
+
+    def __init__(self, learning_rate: Any, momentum: float):
+        self.learning_rate = learning_rate
+        self.momentum = momentum
+
+    def apply_grad(self, grad: Any, var: Any) -> list:
+        velocity = mtf.get_variable(var.mesh, f"{var.name}_velocity", var.shape, dtype=var.dtype,
+                                    initializer=tf.zeros_initializer(), trainable=False)
+        new_velocity = grad * self.learning_rate + velocity * self.momentum
+        return [mtf.assign(velocity, new_velocity), mtf.assign_sub(var, new_velocity)]

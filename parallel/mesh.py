@@ -1,0 +1,161 @@
+"""Spatial and hybrid layouts: each sample split across processes (Mesh TF).
+
+The job is one Mesh TensorFlow mesh of shape ``b:G; sd:D; sh:H`` over its
+G·D·H ranks: G data-parallel groups, each splitting every sample into D depth
+x H height blocks (``spatial`` is the one-group case). The benchmark's Mesh TF
+model lays its batch dimension on ``b`` and its block dimensions on ``sd`` and
+``sh``; ``HorovodMeshImpl`` lowers each rank's slice and runs the halo
+exchanges, block reductions and the gradient sums across groups as Horovod
+collectives in the matching process sets. Every rank of a group reads the
+group's share of the data and keeps its own block.
+
+Mesh TF builds compat.v1 graphs, so the trainer owns a graph and a session;
+the eager input pipeline feeds it, and the driver sees the same trainer
+interface as for Keras models.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from mlperf_hpc.benchmark import Benchmark
+from mlperf_hpc.errors import HarnessError
+from parallel.layouts import DataParallel
+from parallel.spmd_mesh import HorovodMeshImpl, mtf, required_process_sets
+
+BATCH_AXIS, DEPTH_AXIS, HEIGHT_AXIS = "b", "sd", "sh"
+LAYOUT_RULES = "batch:b;d_blocks:sd;h_blocks:sh"
+
+
+def world_size() -> int:
+    """The MPI job's size, known before Horovod starts (it needs the process
+    sets at init)."""
+    from mpi4py import MPI
+
+    return MPI.COMM_WORLD.Get_size()
+
+
+def mesh_shape(layout_name: str, split: tuple[int, int], processes: int) -> Any:
+    """The mesh for ``processes`` ranks, or a one-line refusal."""
+    depth, height = split
+    per_sample = depth * height
+    if processes % per_sample:
+        raise HarnessError(f"{processes} processes are not a multiple of the spatial split {depth}x{height} "
+                           f"({per_sample} processes per sample): run a multiple of {per_sample} processes")
+    if layout_name == "spatial" and processes != per_sample:
+        raise HarnessError(f"--layout spatial --spatial {depth}x{height} runs on exactly {per_sample} processes, "
+                           f"not {processes}: use --layout hybrid for {processes // per_sample} data-parallel groups")
+    return mtf.convert_to_shape(f"{BATCH_AXIS}:{processes // per_sample};{DEPTH_AXIS}:{depth};{HEIGHT_AXIS}:{height}")
+
+
+class MeshParallel(DataParallel):
+    """G data-parallel groups x a D x H split of every sample."""
+
+    def __init__(self, name: str, split: tuple[int, int]):
+        self.name = name
+        self.split = split
+        self.mesh_shape = mesh_shape(name, split, world_size())
+        super().__init__(process_sets=required_process_sets(self.mesh_shape))
+        self.group, self.depth_block, self.height_block = mtf.pnum_to_processor_coordinates(
+            self.mesh_shape, self.topology.rank)
+
+    @property
+    def label(self) -> str:
+        return f"{self.name}:{self.split[0]}x{self.split[1]}"         # as in ``launch sweep --layouts``
+
+    @property
+    def data_shards(self) -> int:
+        return self.mesh_shape[0].size
+
+    @property
+    def data_shard_index(self) -> int:
+        return self.group
+
+    def mesh_impl(self) -> HorovodMeshImpl:
+        return HorovodMeshImpl(self.mesh_shape, mtf.convert_to_layout_rules(LAYOUT_RULES), self.hvd,
+                               self.process_sets)
+
+    def make_trainer(self, benchmark: Benchmark, config: Any, seed: int) -> "MeshTrainer":
+        return MeshTrainer(benchmark, config, self, seed)
+
+    def allreduce_sum(self, value: tf.Tensor) -> tf.Tensor:
+        # Every rank of a group holds the group's metric sums; count them once.
+        first_of_group = self.depth_block == 0 and self.height_block == 0
+        return super().allreduce_sum(value if first_of_group else tf.zeros_like(value))
+
+
+class MeshTrainer:
+    """The benchmark's Mesh TF model lowered on this rank, with its session."""
+
+    def __init__(self, benchmark: Benchmark, config: Any, layout: MeshParallel, seed: int):
+        self.layout = layout
+        self.model = benchmark.mesh_model(config, layout.split)
+        # Start from the Keras model's initialisation (rank 0's everywhere),
+        # so both layouts begin from the same distribution of weights.
+        self.keras_model = benchmark.build_model(config)
+        layout.broadcast_variables(self.keras_model.variables)
+        initial = self.keras_model.get_weights()
+        self.learning_rate = 0.0
+
+        self.graph = tf.Graph()
+        with self.graph.as_default():
+            tf.compat.v1.set_random_seed(seed)
+            mesh_graph = mtf.Graph()
+            mesh = mtf.Mesh(mesh_graph, "mesh")
+            impl = layout.mesh_impl()
+            batch = benchmark.local_batch_size(config) * layout.data_shards
+            x_shape, y_shape = self.model.input_shapes(batch)
+            self.x = tf.compat.v1.placeholder(tf.float32, impl.slice_shape(x_shape), name="volume_block")
+            self.y = tf.compat.v1.placeholder(tf.float32, impl.slice_shape(y_shape), name="targets")
+            self.lr = tf.compat.v1.placeholder(tf.float32, [], name="learning_rate")
+            x = mtf.import_laid_out_tensor(mesh, impl.LaidOutTensor([self.x]), x_shape)
+            y = mtf.import_laid_out_tensor(mesh, impl.LaidOutTensor([self.y]), y_shape)
+
+            loss = self.model.loss(y, self.model.forward(x, initial, training=True))
+            errors, values_per_sample = self.model.sample_errors(y, self.model.forward(x, initial, training=False))
+            variables = mesh_graph.trainable_variables
+            gradients = mtf.gradients([loss], [v.outputs[0] for v in variables])
+            optimizer = self.model.optimizer(mtf.import_tf_tensor(mesh, self.lr, mtf.Shape([])))
+            updates = optimizer.apply_grads(gradients, variables)
+
+            lowering = mtf.Lowering(mesh_graph, {mesh: impl}, autostack=False)
+            self.train_op = tf.group([lowering.lowered_operation(op) for op in updates])
+            # Each rank holds its group's per-sample errors: sum them locally;
+            # the layout then adds the groups' sums.
+            group_errors = lowering.tensors[errors].to_laid_out_tensor().one_slice
+            self.eval_op = tf.stack([tf.reduce_sum(group_errors),
+                                     tf.cast(tf.size(group_errors) * values_per_sample, tf.float32)])
+            self.export_op = lowering.copy_slices_to_masters()
+            self.masters = {v.name: v.get_master() for v in variables}
+            initialise = tf.compat.v1.global_variables_initializer()
+            copy_in = lowering.copy_masters_to_slices()
+        self.session = tf.compat.v1.Session(graph=self.graph)
+        self.session.run(initialise)
+        self.session.run(copy_in)
+
+    def _feed(self, x: tf.Tensor, y: tf.Tensor) -> dict:
+        block = self.model.block(x.numpy(), self.layout.depth_block, self.layout.height_block)
+        return {self.x: block, self.y: y.numpy(), self.lr: self.learning_rate}
+
+    def set_learning_rate(self, value: float) -> None:
+        self.learning_rate = value
+
+    def train_step(self, x: tf.Tensor, y: tf.Tensor) -> None:
+        self.session.run(self.train_op, self._feed(x, y))
+
+    def eval_sums(self, x: tf.Tensor, y: tf.Tensor) -> np.ndarray:
+        return self.session.run(self.eval_op, self._feed(x, y))
+
+    def weights(self) -> list[np.ndarray]:
+        """The full model's weights in Keras order (a collective: every rank calls it)."""
+        self.session.run(self.export_op)
+        return self.model.keras_weights(self.session.run(self.masters))
+
+    def save_weights(self, path: str | Path) -> None:
+        weights = self.weights()
+        if self.layout.topology.is_root:
+            self.keras_model.set_weights(weights)
+            self.keras_model.save_weights(str(path))

@@ -1,0 +1,68 @@
+"""Run under ``mpirun -np 4``: every collective of ``HorovodMeshImpl`` on a
+2x2 mesh against its definition computed with numpy from all ranks' slices.
+Each rank checks its own results; rank 0 writes the names checked (JSON).
+
+Usage: mpi_mesh_collectives.py OUT.json
+"""
+import json
+import sys
+
+from mlperf_hpc.runtime import configure_environment
+
+configure_environment()
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from parallel.layouts import DataParallel  # noqa: E402
+from parallel.spmd_mesh import HorovodMeshImpl, mtf, required_process_sets  # noqa: E402
+
+SHAPE = mtf.convert_to_shape("a:2;b:2")
+layout = DataParallel(process_sets=required_process_sets(SHAPE))
+rank = layout.topology.rank
+assert layout.topology.size == 4, "run with 4 ranks"
+# rank = 2 * a + b (row-major mesh coordinates)
+coords = {r: (r // 2, r % 2) for r in range(4)}
+slices = {r: np.arange(8, dtype=np.float32).reshape(2, 4) + 10 * r for r in range(4)}
+
+
+def peers(axis):
+    """Ranks that differ from this one only along mesh ``axis``, in coordinate order."""
+    return [r for r in range(4) if all(coords[r][k] == coords[rank][k] for k in range(2) if k != axis)]
+
+
+graph = tf.Graph()
+with graph.as_default():
+    impl = HorovodMeshImpl(SHAPE, mtf.convert_to_layout_rules(""), layout.hvd, layout.process_sets)
+    mine = impl.LaidOutTensor([tf.constant(slices[rank])])
+    ops = {
+        "allreduce_a": impl.allreduce(mine, [0], "SUM"),
+        "allreduce_ab": impl.allreduce(mine, [0, 1], "SUM"),
+        "allreduce_max_b": impl.allreduce(mine, [1], "MAX"),
+        "allconcat_b_axis1": impl.allconcat(mine, 1, 1),
+        "alltoall_a_split0_concat1": impl.alltoall(mine, 0, 0, 1),
+        "receive_b_from_next": impl.receive(mine, 1, [1, None]),
+    }
+    fetch = {name: op.one_slice for name, op in ops.items()}
+with tf.compat.v1.Session(graph=graph) as session:
+    session.run(tf.compat.v1.variables_initializer(graph.get_collection("variables")))
+    got = session.run(fetch)
+
+a_group, b_group = peers(0), peers(1)
+expected = {
+    "allreduce_a": sum(slices[r] for r in a_group),
+    "allreduce_ab": sum(slices.values()),
+    "allreduce_max_b": np.maximum(*(slices[r] for r in b_group)),
+    "allconcat_b_axis1": np.concatenate([slices[r] for r in b_group], axis=1),
+    # member j of the group receives row-block j of every member, side by side
+    "alltoall_a_split0_concat1": np.concatenate(
+        [np.split(slices[r], 2, axis=0)[coords[rank][0]] for r in a_group], axis=1),
+    "receive_b_from_next": slices[b_group[1]] if coords[rank][1] == 0 else np.zeros((2, 4), np.float32),
+}
+for name, value in expected.items():
+    assert got[name].shape == value.shape and np.array_equal(got[name], value), \
+        f"rank {rank} {name}: got {got[name].tolist()}, expected {value.tolist()}"
+layout.barrier()
+if rank == 0:
+    with open(sys.argv[1], "w") as f:
+        json.dump(sorted(expected), f)

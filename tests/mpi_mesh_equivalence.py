@@ -1,0 +1,78 @@
+"""Run under ``mpirun -np G*D*H``: the Mesh TF CosmoFlow, G data-parallel
+groups each splitting samples DxH, against the Keras model with the same
+weights on the same batch (2 samples per group). Rank 0 writes the relative
+differences of the outputs and of every weight's gradient (JSON).
+
+Usage: mpi_mesh_equivalence.py DxH OUT.json
+"""
+import json
+import sys
+
+from mlperf_hpc.runtime import configure_environment
+
+configure_environment()
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from cosmoflow.mesh_model import CosmoFlowMesh  # noqa: E402
+from cosmoflow.model import build_model  # noqa: E402
+from parallel.mesh import MeshParallel  # noqa: E402
+from parallel.spmd_mesh import mtf  # noqa: E402
+from parallel.topology import parse_split  # noqa: E402
+
+split, out_path = parse_split(sys.argv[1]), sys.argv[2]
+SHAPE = [16, 16, 8, 4]
+SIZES = dict(conv_size=4, n_conv_layers=3, fc1_size=16, fc2_size=8, dropout=0.0)
+
+layout = MeshParallel("hybrid", split)
+groups, batch = layout.data_shards, 2 * layout.data_shards
+tf.keras.utils.set_random_seed(7)
+keras_model = build_model(SHAPE, **SIZES)
+rng = np.random.default_rng(0)
+x = rng.normal(size=[batch] + SHAPE).astype(np.float32)
+y = rng.uniform(-1, 1, size=[batch, 4]).astype(np.float32)
+with tf.GradientTape() as tape:
+    keras_predictions = keras_model(x)
+    keras_loss = tf.reduce_mean(tf.square(y - keras_predictions))
+keras_gradients = [g.numpy() for g in tape.gradient(keras_loss, keras_model.trainable_variables)]
+
+model = CosmoFlowMesh(SHAPE, split, **SIZES)
+keras_weights = keras_model.get_weights()
+graph = tf.Graph()
+with graph.as_default():
+    mesh_graph = mtf.Graph()
+    mesh = mtf.Mesh(mesh_graph, "mesh")
+    impl = layout.mesh_impl()
+    x_shape, y_shape = model.input_shapes(batch)
+    group_samples = x[2 * layout.group:2 * layout.group + 2]
+    x_block = tf.constant(model.block(group_samples, layout.depth_block, layout.height_block))
+    volumes = mtf.import_laid_out_tensor(mesh, impl.LaidOutTensor([x_block]), x_shape)
+    targets = mtf.import_tf_tensor(mesh, tf.constant(y), y_shape)
+    predictions = model.forward(volumes, keras_weights, training=False)
+    variables = mesh_graph.trainable_variables
+    gradients = mtf.gradients([model.loss(targets, predictions)], [v.outputs[0] for v in variables])
+    lowering = mtf.Lowering(mesh_graph, {mesh: impl}, autostack=False)
+    fetch = {"predictions": lowering.export_to_tf_tensor(predictions),
+             "gradients": {v.name: lowering.export_to_tf_tensor(g) for v, g in zip(variables, gradients)}}
+    initialise = tf.compat.v1.global_variables_initializer()
+    copy_in = lowering.copy_masters_to_slices()
+with tf.compat.v1.Session(graph=graph) as session:
+    session.run(initialise)
+    session.run(copy_in)
+    values = session.run(fetch)
+
+
+def relative(a, b):
+    return float(np.linalg.norm(a - b) / np.linalg.norm(b))
+
+
+mesh_gradients = model.keras_weights(values["gradients"])
+result = {"outputs": relative(values["predictions"], keras_predictions.numpy()),
+          "gradients": [relative(m, k) for m, k in zip(mesh_gradients, keras_gradients)],
+          "gradient_shapes_match": all(m.shape == k.shape for m, k in zip(mesh_gradients, keras_gradients)),
+          "processes": layout.topology.size, "groups": groups}
+if layout.topology.is_root:
+    with open(out_path, "w") as f:
+        json.dump(result, f)
+layout.barrier()
