@@ -136,7 +136,6 @@ class UGE(Scheduler):
     def cancel_command(self, job_id: str) -> list[str]:
         return ["qdel", job_id]
 
-
     def parse_status(self, output: str) -> list[JobState]:
         jobs = []
         for line in output.splitlines():
@@ -169,7 +168,6 @@ class PBS(Scheduler):
 
     def cancel_command(self, job_id: str) -> list[str]:
         return ["qdel", job_id]
-
 
     def parse_status(self, output: str) -> list[JobState]:
         jobs = []

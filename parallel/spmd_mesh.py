@@ -57,6 +57,7 @@ class HorovodMeshImpl(mtf.MeshImpl):
         self._process_sets = process_sets
         self._random_calls = 0
         self._zero_variable = None
+        self._group_sets: dict[tuple[int, ...], Any] = {}
 
     class LaidOutTensor:
         """This process's slice (a one-element list, as Mesh TF expects)."""
@@ -150,9 +151,15 @@ class HorovodMeshImpl(mtf.MeshImpl):
 
     # --- collectives ------------------------------------------------------
 
-    def _process_set(self, mesh_axes: list[int]) -> Any | None:
+    def _process_set(self, mesh_axes: tuple[int, ...]) -> Any | None:
         """The Horovod process set of this rank's group along ``mesh_axes``;
-        None when the group is this rank alone."""
+        None when the group is this rank alone. Cached: the lowering asks
+        once per collective, and finding the group walks the whole job."""
+        if mesh_axes not in self._group_sets:
+            self._group_sets[mesh_axes] = self._find_process_set(mesh_axes)
+        return self._group_sets[mesh_axes]
+
+    def _find_process_set(self, mesh_axes: tuple[int, ...]) -> Any | None:
         for group in rank_groups(self.shape, list(mesh_axes)):
             if self.pnum in group:
                 if len(group) == 1:
@@ -164,7 +171,7 @@ class HorovodMeshImpl(mtf.MeshImpl):
 
     def allreduce(self, x: Any, mesh_axes: list[int], reduction_fn_string: str) -> Any:
         x = x.to_laid_out_tensor()
-        process_set = self._process_set(mesh_axes)
+        process_set = self._process_set(tuple(mesh_axes))
         if process_set is None:
             return x
         op = {"SUM": self.hvd.Sum, "MAX": self.hvd.Max, "MIN": self.hvd.Min}[reduction_fn_string]
@@ -172,7 +179,7 @@ class HorovodMeshImpl(mtf.MeshImpl):
 
     def allconcat(self, x: Any, mesh_axis: int, concat_axis: int) -> Any:
         x = x.to_laid_out_tensor()
-        process_set = self._process_set([mesh_axis])
+        process_set = self._process_set((mesh_axis,))
         if process_set is None:
             return x
         # Horovod gathers along the first axis, in rank order, which is the
@@ -183,7 +190,7 @@ class HorovodMeshImpl(mtf.MeshImpl):
 
     def alltoall(self, x: Any, mesh_axis: int, split_axis: int, concat_axis: int) -> Any:
         x = x.to_laid_out_tensor()
-        process_set = self._process_set([mesh_axis])
+        process_set = self._process_set((mesh_axis,))
         if process_set is None:
             return x
         group_size = self.shape[mesh_axis].size
@@ -200,7 +207,7 @@ class HorovodMeshImpl(mtf.MeshImpl):
         ``source_pcoord`` (zeros for None). Used for halo exchange, whose
         slices are thin planes, so gathering the group's planes is cheap."""
         x = x.to_laid_out_tensor()
-        process_set = self._process_set([mesh_axis])
+        process_set = self._process_set((mesh_axis,))
         my_coord = mtf.pnum_to_processor_coordinates(self.shape, self.pnum)[mesh_axis]
         source = source_pcoord[my_coord]
         if process_set is None:

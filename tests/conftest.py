@@ -27,13 +27,18 @@ def cli(*args: str, timeout: float = 600, env: dict | None = None) -> subprocess
                           timeout=timeout, cwd=REPO, env={**os.environ, **(env or {})})
 
 
+def mpirun_python(n: int, *argv: str, timeout: float = 900, extra_env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run ``python ARGV`` on ``n`` real MPI ranks (one thread each), with the repo importable."""
+    env = {**os.environ, **MPI_ENV, "MLPERF_HPC_THREADS": "1", "PYTHONPATH": str(REPO), **(extra_env or {})}
+    exports = [x for name in ("MLPERF_HPC_THREADS", "PYTHONUNBUFFERED", "PYTHONPATH", *(extra_env or {}))
+               for x in ("-x", name)]
+    command = ["mpirun", "-np", str(n), "--oversubscribe", "--bind-to", "none", *exports, PYTHON, *argv]
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=REPO, env=env)
+
+
 def mpirun(n: int, *args: str, timeout: float = 900, extra_env: dict | None = None) -> subprocess.CompletedProcess:
     """Run ``mlperf-hpc ARGS`` on ``n`` real MPI ranks (one thread each)."""
-    env = {**os.environ, **MPI_ENV, "MLPERF_HPC_THREADS": "1", **(extra_env or {})}
-    exports = [x for name in ("MLPERF_HPC_THREADS", "PYTHONUNBUFFERED", *(extra_env or {})) for x in ("-x", name)]
-    command = ["mpirun", "-np", str(n), "--oversubscribe", "--bind-to", "none", *exports,
-               PYTHON, "-m", "mlperf_hpc.cli", *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=REPO, env=env)
+    return mpirun_python(n, "-m", "mlperf_hpc.cli", *args, timeout=timeout, extra_env=extra_env)
 
 
 def write_config(path: Path, data_dir: Path, **sections) -> Path:

@@ -7,7 +7,7 @@ import pytest
 
 from cosmoflow import data
 from mlperf_hpc.compliance import check_log
-from tests.conftest import PYTHON, REPO, MPI_ENV, cli, log_records, mpirun, read_weights, write_config
+from tests.conftest import REPO, cli, log_records, mpirun, mpirun_python, read_weights, write_config
 
 
 def test_two_ranks_equal_one_process_with_twice_the_batch(tmp_path, tiny_data):
@@ -47,11 +47,7 @@ def test_two_ranks_equal_one_process_with_twice_the_batch(tmp_path, tiny_data):
 def test_each_sample_of_an_epoch_is_seen_by_exactly_one_rank(tmp_path, tiny_data):
     config = write_config(tmp_path / "c.yaml", tiny_data, data={"n_train": 64, "n_valid": 32, "batch_size": 4})
     out = tmp_path / "seen.json"
-    import subprocess, os
-    env = {**os.environ, **MPI_ENV, "MLPERF_HPC_THREADS": "1"}
-    result = subprocess.run(["mpirun", "-np", "4", "--oversubscribe", "--bind-to", "none", PYTHON,
-                             str(REPO / "tests" / "mpi_epoch_samples.py"), str(config), str(out)],
-                            capture_output=True, text=True, timeout=300, cwd=REPO, env=env)
+    result = mpirun_python(4, str(REPO / "tests" / "mpi_epoch_samples.py"), str(config), str(out), timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads(out.read_text())
     assert report["ranks"] == 4 and report["steps"] == 4

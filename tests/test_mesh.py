@@ -1,26 +1,16 @@
 """Spatial and hybrid layouts: Mesh TF over Horovod, with real MPI ranks."""
 import json
-import os
-import subprocess
-
-import pytest
 
 import numpy as np
+import pytest
 
-from conftest import MPI_ENV, PYTHON, REPO, cli, log_records, mpirun, read_weights, write_config
 from mlperf_hpc.compliance import check_log
-
-
-def mpirun_script(n: int, script: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, **MPI_ENV, "MLPERF_HPC_THREADS": "1", "PYTHONPATH": str(REPO)}
-    command = ["mpirun", "-np", str(n), "--oversubscribe", "--bind-to", "none", "-x", "MLPERF_HPC_THREADS",
-               "-x", "PYTHONPATH", PYTHON, str(REPO / "tests" / script), *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=REPO, env=env)
+from tests.conftest import REPO, cli, log_records, mpirun, mpirun_python, read_weights, write_config
 
 
 def test_horovod_mesh_collectives_match_their_definitions(tmp_path):
     out = tmp_path / "checked.json"
-    result = mpirun_script(4, "mpi_mesh_collectives.py", str(out))
+    result = mpirun_python(4, str(REPO / "tests" / "mpi_mesh_collectives.py"), str(out), timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads(out.read_text()) == sorted([
         "allreduce_a", "allreduce_ab", "allreduce_max_b", "allconcat_b_axis1", "alltoall_a_split0_concat1",
@@ -31,7 +21,8 @@ def test_horovod_mesh_collectives_match_their_definitions(tmp_path):
 def test_split_model_outputs_and_gradients_equal_the_keras_model(tmp_path, split):
     depth, height = (int(p) for p in split.split("x"))
     out = tmp_path / "diff.json"
-    result = mpirun_script(depth * height, "mpi_mesh_equivalence.py", split, str(out))
+    result = mpirun_python(depth * height, str(REPO / "tests" / "mpi_mesh_equivalence.py"), split, str(out),
+                           timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     diff = json.loads(out.read_text())
     assert diff["processes"] == depth * height
