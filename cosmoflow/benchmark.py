@@ -11,7 +11,7 @@ from mlperf_logging.mllog import constants as keys
 from cosmoflow import data
 from cosmoflow.config import CosmoFlowConfig
 from cosmoflow.model import build_model
-from mlperf_hpc import mllogging
+from mlperf_hpc import mllogging, staging
 from mlperf_hpc.benchmark import Benchmark, Pipelines
 from mlperf_hpc.config import SubmissionInfo, load_config
 from mlperf_hpc.errors import HarnessError
@@ -96,12 +96,12 @@ class CosmoFlow(Benchmark):
         s = config.lr_schedule
         return peak_learning_rate(s.base_lr, s.base_batch_size, s.scaling, global_batch)
 
-    def learning_rate(self, config: CosmoFlowConfig, epoch: int, global_batch: int) -> float:
+    def learning_rate(self, config: CosmoFlowConfig, epoch: int, step: int, global_batch: int) -> float:
         s = config.lr_schedule
         return learning_rate_at(epoch, s.base_lr, self._peak(config, global_batch), s.n_warmup_epochs,
                                 s.decay_schedule)
 
-    def hyperparameters(self, config: CosmoFlowConfig, global_batch: int) -> dict[str, Any]:
+    def hyperparameters(self, config: CosmoFlowConfig, global_batch: int, ranks_per_sample: int) -> dict[str, Any]:
         s = config.lr_schedule
         boundaries = sorted(s.decay_schedule)
         values = {
@@ -125,13 +125,13 @@ class CosmoFlow(Benchmark):
     def _local_files(self, config: CosmoFlowConfig, split: str, shard_index: int, n_shards: int) -> list[str]:
         files = self._files(config, split, shard_index, n_shards)
         if config.data.stage_dir:
-            files = [str(data.staged_path(f, config.data.stage_dir)) for f in files]
+            files = [str(staging.staged_path(f, config.data.stage_dir)) for f in files]
         return files
 
     def stage(self, config: CosmoFlowConfig, shard_index: int, n_shards: int) -> None:
         if config.data.stage_dir:
             for split in data.SPLITS:
-                data.stage(self._files(config, split, shard_index, n_shards), config.data.stage_dir)
+                staging.stage(self._files(config, split, shard_index, n_shards), config.data.stage_dir)
 
     def pipelines(self, config: CosmoFlowConfig, shard_index: int, n_shards: int, seed: int) -> Pipelines:
         d = config.data

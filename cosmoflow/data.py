@@ -14,9 +14,6 @@ parsed, ``log(x + 1)``-normalised, repeated, batched and prefetched.
 """
 from __future__ import annotations
 
-import hashlib
-import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,7 +48,7 @@ def write_hdf5(path: Path, volumes: np.ndarray, targets: np.ndarray) -> None:
         f.create_dataset("y", data=targets.astype(np.float32))
 
 
-# --- file lists, staging, validation -----------------------------------------
+# --- file lists and validation --------------------------------------------------
 
 def list_files(data_dir: str | Path, split: str, fmt: str, n_samples: int, samples_per_file: int) -> list[str]:
     """Sorted files of one split, cut to the configured sample count."""
@@ -73,31 +70,6 @@ def list_files(data_dir: str | Path, split: str, fmt: str, n_samples: int, sampl
 def shard(files: list[str], n_shards: int, index: int) -> list[str]:
     """This replica's fixed share of the files (round robin)."""
     return files[index::n_shards]
-
-
-def staged_path(src: str, stage_dir: str | Path) -> Path:
-    """Where ``src`` lives once staged: keyed by its dataset directory, so two
-    datasets with the same file names never share a staged copy."""
-    source = Path(src).absolute()
-    dataset = hashlib.sha1(str(source.parent.parent).encode()).hexdigest()[:12]
-    return Path(stage_dir) / dataset / source.parent.name / source.name
-
-
-def stage(files: list[str], stage_dir: str | Path) -> list[str]:
-    """Copy files to node-local storage (skipping ones already there with the
-    same size) and return the staged paths, in the same order."""
-    staged = []
-    for src in files:
-        dst = staged_path(src, stage_dir)
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        if not dst.exists() or dst.stat().st_size != Path(src).stat().st_size:
-            # A private temporary name: ranks of concurrent instances on one
-            # node may stage the same file at the same time.
-            tmp = dst.with_name(f"{dst.name}.{os.getpid()}.part")
-            shutil.copyfile(src, tmp)
-            tmp.replace(dst)
-        staged.append(str(dst))
-    return staged
 
 
 def read_file(path: str, fmt: str, compression: str | None) -> tuple[np.ndarray, np.ndarray]:

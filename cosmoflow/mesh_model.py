@@ -46,6 +46,8 @@ class CosmoFlowMesh:
     momentum: float = 0.9
     target_size: int = 4
 
+    layout_rules = f"{BATCH}:b;{D_BLOCKS}:sd;{H_BLOCKS}:sh"
+
     def __post_init__(self) -> None:
         if self.kernel_size % 2 == 0:
             raise HarnessError(f"model.kernel_size={self.kernel_size}: spatial layouts need an odd kernel "
@@ -54,8 +56,9 @@ class CosmoFlowMesh:
 
     # --- shapes -------------------------------------------------------------
 
-    def input_shapes(self, batch: int) -> tuple[Any, Any]:
-        """Mesh TF shapes of a batch of volumes and of its targets."""
+    def input_shapes(self, groups: int, local_batch: int) -> tuple[Any, Any]:
+        """Mesh TF shapes of a global batch of volumes and of its targets."""
+        batch = groups * local_batch
         d, h, w, c = self.sample_shape
         sd, sh = self.split
         volume = mtf.Shape([mtf.Dimension(BATCH, batch), mtf.Dimension(D_BLOCKS, sd), mtf.Dimension(H_BLOCKS, sh),
@@ -64,20 +67,21 @@ class CosmoFlowMesh:
         targets = mtf.Shape([mtf.Dimension(BATCH, batch), mtf.Dimension(TARGET, self.target_size)])
         return volume, targets
 
-    def block(self, volumes: np.ndarray | Any, d_block: int, h_block: int) -> Any:
+    def block(self, volumes: np.ndarray, targets: np.ndarray, d_block: int, h_block: int) -> tuple[Any, Any]:
         """One process's block of a batch [n, D, H, W, C], shaped as the
-        slice of ``input_shapes`` that process holds: [n, 1, 1, d, h, W, C]."""
+        slice of ``input_shapes`` that process holds: [n, 1, 1, d, h, W, C];
+        the targets whole."""
         d, h = self.sample_shape[0] // self.split[0], self.sample_shape[1] // self.split[1]
         part = volumes[:, d_block * d:(d_block + 1) * d, h_block * h:(h_block + 1) * h]
-        return part[:, None, None]
+        return part[:, None, None], targets
 
     # --- network ------------------------------------------------------------
 
-    def forward(self, x: Any, keras_weights: list[np.ndarray], training: bool) -> Any:
+    def forward(self, x: Any, keras_weights: list[tuple[str, np.ndarray]], training: bool) -> Any:
         """Predictions [batch, target] for volumes shaped as ``input_shapes``;
-        variables are created on the first call (from ``keras_weights``, the
-        Keras model's ``get_weights()``) and shared by later calls."""
-        weights = iter(keras_weights)
+        variables are created on the first call (from ``keras_weights``, see
+        ``parallel.mesh.named_weights``) and shared by later calls."""
+        weights = iter(value for _, value in keras_weights)
         batch_dim, d_blocks, h_blocks = x.shape.dims[:3]
         for i in range(self.n_conv_layers):
             kernel, bias = next(weights), next(weights)
@@ -109,6 +113,10 @@ class CosmoFlowMesh:
         w = mtf.get_variable(x.mesh, f"{name}/kernel", shape, initializer=tf.constant_initializer(kernel))
         b = mtf.get_variable(x.mesh, f"{name}/bias", [out], initializer=tf.constant_initializer(bias))
         return mtf.einsum([x, w], output_shape=[x.shape.dims[0], out]) + b
+
+    def state_updates(self) -> list:
+        """Assignments besides the optimizer's each training step: none."""
+        return []
 
     def keras_weights(self, variables: dict[str, np.ndarray]) -> list[np.ndarray]:
         """Mesh TF variable values (by name) back in Keras' ``get_weights`` order and shapes."""

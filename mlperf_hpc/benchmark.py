@@ -60,12 +60,15 @@ class Benchmark(abc.ABC):
     def make_optimizer(self, config: Any) -> tf.keras.optimizers.Optimizer: ...
 
     @abc.abstractmethod
-    def learning_rate(self, config: Any, epoch: int, global_batch: int) -> float:
-        """Learning rate for 0-based ``epoch`` at this global batch size."""
+    def learning_rate(self, config: Any, epoch: int, step: int, global_batch: int) -> float:
+        """Learning rate for 0-based ``epoch`` and 0-based optimizer ``step``
+        (counted from the start of training) at this global batch size;
+        per-epoch schedules ignore ``step``."""
 
     @abc.abstractmethod
-    def hyperparameters(self, config: Any, global_batch: int) -> dict[str, Any]:
-        """MLPerf keys (opt_*, dropout, ...) and their values for the log."""
+    def hyperparameters(self, config: Any, global_batch: int, ranks_per_sample: int) -> dict[str, Any]:
+        """MLPerf keys (opt_*, dropout, ...) and their values for the log;
+        ``ranks_per_sample`` is how many processes split each sample."""
 
     @abc.abstractmethod
     def stage(self, config: Any, shard_index: int, n_shards: int) -> None:
@@ -102,7 +105,7 @@ class Benchmark(abc.ABC):
 
 
 # name -> "module:class"; imported lazily so the CLI starts without TensorFlow.
-BENCHMARKS = {"cosmoflow": "cosmoflow.benchmark:CosmoFlow"}
+BENCHMARKS = {"cosmoflow": "cosmoflow.benchmark:CosmoFlow", "deepcam": "deepcam.benchmark:DeepCAM"}
 
 
 def get_benchmark(name: str) -> Benchmark:

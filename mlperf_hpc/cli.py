@@ -39,12 +39,22 @@ def parse_settings(settings: list[str]) -> dict:
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:
-    if args.benchmark != "cosmoflow":
-        raise HarnessError(f"no synthetic generator for '{args.benchmark}' yet: use cosmoflow")
-    if args.size % 32:
-        raise HarnessError(f"--size {args.size} must be a multiple of 32 (five 2x poolings down to 1)")
+    if args.benchmark == "cosmoflow":
+        if args.size % 32:
+            raise HarnessError(f"--size {args.size} must be a multiple of 32 (five 2x poolings down to 1)")
+    elif args.benchmark == "deepcam":
+        height, width = parse_shape(args.shape)
+    else:
+        raise HarnessError(f"no synthetic generator for '{args.benchmark}': use cosmoflow or deepcam")
     from mlperf_hpc.runtime import configure_environment
     configure_environment()
+    if args.benchmark == "deepcam":
+        from deepcam.synth import generate as generate_deepcam
+
+        out = generate_deepcam(args.out, height, width, args.n_train, args.n_valid, args.seed)
+        print(f"wrote {args.n_train} train + {args.n_valid} validation {height}x{width}x16 samples and "
+              f"stats.h5 to {out}")
+        return 0
     from cosmoflow.synth import generate
 
     out = generate(args.out, args.size, args.n_train, args.n_valid, args.format, args.samples_per_file,
@@ -52,6 +62,17 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     print(f"wrote {args.n_train} train + {args.n_valid} validation {args.size}^3x4 samples ({args.format}) "
           f"to {out}")
     return 0
+
+
+def parse_shape(text: str) -> tuple[int, int]:
+    """DeepCAM's ``--shape HxW``; both multiples of the output stride 16."""
+    parts = text.lower().split("x")
+    if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise HarnessError(f"--shape '{text}' must look like HxW, e.g. 96x144 (full size 768x1152)")
+    height, width = int(parts[0]), int(parts[1])
+    if height % 16 or width % 16:
+        raise HarnessError(f"--shape {text}: height and width must be multiples of 16 (the model's output stride)")
+    return height, width
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -200,34 +221,39 @@ def _add_job_options(p: argparse.ArgumentParser, nodes: bool = True) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mlperf-hpc",
-        description="MLPerf HPC benchmark harness: synthesise data, train CosmoFlow under data-parallel "
-                    "layouts, write MLPerf logs and check them with the official checker.")
+        description="MLPerf HPC benchmark harness: synthesise data, train CosmoFlow and DeepCAM under data-parallel, "
+                    "spatial and hybrid layouts, write MLPerf logs and check them with the official checker.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     data = sub.add_parser("data", help="dataset tools", description="Dataset tools.")
     data_sub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
     synth = data_sub.add_parser(
         "synth", help="write a synthetic dataset in the reference format",
-        description="Write a synthetic dataset in the benchmark's reference on-disk format (CosmoFlow: "
+        description="Write a synthetic dataset in the benchmark's reference on-disk format. CosmoFlow: "
                     "GZIP TFRecords with int16 'x' volumes and float32[4] 'y' targets under train/ and "
-                    "validation/). The targets determine each volume's statistics, so models can learn them.")
-    synth.add_argument("benchmark", help="cosmoflow")
+                    "validation/; the targets determine each volume's statistics, so models can learn them. "
+                    "DeepCAM: one HDF5 file per sample (climate/data HxWx16, climate/labels_0 HxW) and "
+                    "stats.h5; cyclones and atmospheric rivers are visible in the fields and labelled.")
+    synth.add_argument("benchmark", help="cosmoflow or deepcam")
     synth.add_argument("--out", required=True, help="output directory")
-    synth.add_argument("--size", type=int, default=32, help="cube side in voxels (32, 64, 128; default 32)")
+    synth.add_argument("--size", type=int, default=32,
+                       help="CosmoFlow: cube side in voxels (32, 64, 128; default 32)")
+    synth.add_argument("--shape", default="96x144",
+                       help="DeepCAM: HxW of each sample (default 96x144; full size 768x1152)")
     synth.add_argument("--n-train", type=int, default=1024, help="training samples (default 1024)")
     synth.add_argument("--n-valid", type=int, default=256, help="validation samples (default 256)")
-    synth.add_argument("--format", choices=["tfrecord", "hdf5"], default="tfrecord")
-    synth.add_argument("--samples-per-file", type=int, default=1)
+    synth.add_argument("--format", choices=["tfrecord", "hdf5"], default="tfrecord", help="CosmoFlow only")
+    synth.add_argument("--samples-per-file", type=int, default=1, help="CosmoFlow only")
     synth.add_argument("--seed", type=int, default=0)
     synth.set_defaults(func=_cmd_synth)
 
     tr = sub.add_parser(
         "train", help="train a benchmark to its target and write an MLPerf log",
-        description="Train a benchmark until its quality target (CosmoFlow: val MAE <= 0.124) or its epoch "
+        description="Train a benchmark until its quality target (CosmoFlow: val MAE <= 0.124; DeepCAM: val IoU >= 0.82) or its epoch "
                     "limit, writing an MLPerf log. Run under 'mpirun -np N' with --layout data for Horovod "
                     "data parallelism. Exit status: 0 target reached, 3 epochs exhausted without reaching it, "
                     "2 bad input.")
-    tr.add_argument("benchmark", help="cosmoflow")
+    tr.add_argument("benchmark", help="cosmoflow or deepcam")
     tr.add_argument("--config", help="YAML config (default: the benchmark's configs/mini.yaml)")
     tr.add_argument("--data", help="dataset directory (overrides data.data_dir)")
     tr.add_argument("--log", help="MLPerf log path (default logs/local/<benchmark>-<time>.log)")

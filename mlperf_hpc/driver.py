@@ -138,7 +138,7 @@ def _train(benchmark: Benchmark, config: Any, layout: SingleProcess, log: MLPerf
     log.event(mllogging.PARALLEL_LAYOUT, layout.label)
     log.event(keys.SEED, seed)
     log.event(keys.GLOBAL_BATCH_SIZE, global_batch)
-    for key, value in benchmark.hyperparameters(config, global_batch).items():
+    for key, value in benchmark.hyperparameters(config, global_batch, layout.ranks_per_sample).items():
         log.event(key, value)
 
     # Replicas draw differently; the processes of one replica (a spatial
@@ -173,11 +173,16 @@ def _train(benchmark: Benchmark, config: Any, layout: SingleProcess, log: MLPerf
     result = RunResult(log.path, False, 0.0, staging_seconds, global_batch)
     max_epochs = benchmark.max_epochs(config)
     train_batches = iter(pipelines.train)
+    learning_rate = None
     for epoch in range(1, max_epochs + 1):
-        trainer.set_learning_rate(benchmark.learning_rate(config, epoch - 1, global_batch))
         log.start(keys.EPOCH_START, metadata={"epoch_num": epoch})
         start = time.monotonic()
         for step in range(1, pipelines.train_steps + 1):
+            global_step = (epoch - 1) * pipelines.train_steps + step - 1
+            value = benchmark.learning_rate(config, epoch - 1, global_step, global_batch)
+            if value != learning_rate:
+                trainer.set_learning_rate(value)
+                learning_rate = value
             x, y = next_batch(train_batches)
             trainer.train_step(x, y)
             progress.step(epoch, max_epochs, step, pipelines.train_steps, step * global_batch,

@@ -60,6 +60,11 @@ class SingleProcess:
     def data_shard_index(self) -> int:
         return self.topology.rank
 
+    @property
+    def ranks_per_sample(self) -> int:
+        """How many processes split each sample (1 unless spatial)."""
+        return 1
+
     def make_trainer(self, benchmark: Benchmark, config: Any, seed: int) -> Trainer:
         """The model, its optimizer and its steps, set up for this layout."""
         return KerasTrainer(benchmark, config, self)

@@ -27,7 +27,6 @@ from parallel.layouts import DataParallel
 from parallel.spmd_mesh import HorovodMeshImpl, mtf, required_process_sets
 
 BATCH_AXIS, DEPTH_AXIS, HEIGHT_AXIS = "b", "sd", "sh"
-LAYOUT_RULES = "batch:b;d_blocks:sd;h_blocks:sh"
 
 
 def world_size() -> int:
@@ -74,8 +73,14 @@ class MeshParallel(DataParallel):
     def data_shard_index(self) -> int:
         return self.group
 
-    def mesh_impl(self) -> HorovodMeshImpl:
-        return HorovodMeshImpl(self.mesh_shape, mtf.convert_to_layout_rules(LAYOUT_RULES), self.hvd,
+    @property
+    def ranks_per_sample(self) -> int:
+        return self.split[0] * self.split[1]
+
+    def mesh_impl(self, layout_rules: str) -> HorovodMeshImpl:
+        """The mesh for a model whose tensor dimensions ``layout_rules`` maps
+        to the axes b (groups), sd and sh (first and second split axis)."""
+        return HorovodMeshImpl(self.mesh_shape, mtf.convert_to_layout_rules(layout_rules), self.hvd,
                                self.process_sets)
 
     def make_trainer(self, benchmark: Benchmark, config: Any, seed: int) -> "MeshTrainer":
@@ -85,6 +90,12 @@ class MeshParallel(DataParallel):
         # Every rank of a group holds the group's metric sums; count them once.
         first_of_group = self.depth_block == 0 and self.height_block == 0
         return super().allreduce_sum(value if first_of_group else tf.zeros_like(value))
+
+
+def named_weights(keras_model: tf.keras.Model) -> list[tuple[str, np.ndarray]]:
+    """The Keras model's weights as (layer/weight name, value), in
+    ``get_weights`` order: what a Mesh TF model initialises itself from."""
+    return [(w.name.split(":")[0], value) for w, value in zip(keras_model.weights, keras_model.get_weights())]
 
 
 class MeshTrainer:
@@ -97,7 +108,7 @@ class MeshTrainer:
         # so both layouts begin from the same distribution of weights.
         self.keras_model = benchmark.build_model(config)
         layout.broadcast_variables(self.keras_model.variables)
-        initial = self.keras_model.get_weights()
+        initial = named_weights(self.keras_model)
         self.learning_rate = 0.0
 
         self.graph = tf.Graph()
@@ -105,21 +116,21 @@ class MeshTrainer:
             tf.compat.v1.set_random_seed(seed)
             mesh_graph = mtf.Graph()
             mesh = mtf.Mesh(mesh_graph, "mesh")
-            impl = layout.mesh_impl()
-            batch = benchmark.local_batch_size(config) * layout.data_shards
-            x_shape, y_shape = self.model.input_shapes(batch)
-            self.x = tf.compat.v1.placeholder(tf.float32, impl.slice_shape(x_shape), name="volume_block")
-            self.y = tf.compat.v1.placeholder(tf.float32, impl.slice_shape(y_shape), name="targets")
+            impl = layout.mesh_impl(self.model.layout_rules)
+            x_shape, y_shape = self.model.input_shapes(layout.data_shards, benchmark.local_batch_size(config))
+            self.x = tf.compat.v1.placeholder(tf.float32, impl.slice_shape(x_shape), name="input_block")
+            self.y = tf.compat.v1.placeholder(tf.float32, impl.slice_shape(y_shape), name="label_block")
             self.lr = tf.compat.v1.placeholder(tf.float32, [], name="learning_rate")
             x = mtf.import_laid_out_tensor(mesh, impl.LaidOutTensor([self.x]), x_shape)
             y = mtf.import_laid_out_tensor(mesh, impl.LaidOutTensor([self.y]), y_shape)
 
             loss = self.model.loss(y, self.model.forward(x, initial, training=True))
-            errors, values_per_sample = self.model.sample_errors(y, self.model.forward(x, initial, training=False))
+            errors, values_per_sample = self.model.sample_errors(
+                y, self.model.forward(x, initial, training=False))
             variables = mesh_graph.trainable_variables
             gradients = mtf.gradients([loss], [v.outputs[0] for v in variables])
             optimizer = self.model.optimizer(mtf.import_tf_tensor(mesh, self.lr, mtf.Shape([])))
-            updates = optimizer.apply_grads(gradients, variables)
+            updates = optimizer.apply_grads(gradients, variables) + self.model.state_updates()
 
             lowering = mtf.Lowering(mesh_graph, {mesh: impl}, autostack=False)
             self.train_op = tf.group([lowering.lowered_operation(op) for op in updates])
@@ -129,7 +140,7 @@ class MeshTrainer:
             self.eval_op = tf.stack([tf.reduce_sum(group_errors),
                                      tf.cast(tf.size(group_errors) * values_per_sample, tf.float32)])
             self.export_op = lowering.copy_slices_to_masters()
-            self.masters = {v.name: v.get_master() for v in variables}
+            self.masters = {v.name: v.get_master() for v in mesh_graph.all_variables}
             initialise = tf.compat.v1.global_variables_initializer()
             copy_in = lowering.copy_masters_to_slices()
         self.session = tf.compat.v1.Session(graph=self.graph)
@@ -137,8 +148,8 @@ class MeshTrainer:
         self.session.run(copy_in)
 
     def _feed(self, x: tf.Tensor, y: tf.Tensor) -> dict:
-        block = self.model.block(x.numpy(), self.layout.depth_block, self.layout.height_block)
-        return {self.x: block, self.y: y.numpy(), self.lr: self.learning_rate}
+        x_block, y_block = self.model.block(x.numpy(), y.numpy(), self.layout.depth_block, self.layout.height_block)
+        return {self.x: x_block, self.y: y_block, self.lr: self.learning_rate}
 
     def set_learning_rate(self, value: float) -> None:
         self.learning_rate = value

@@ -234,3 +234,54 @@ def _move_axis(t: tf.Tensor, source: int, destination: int) -> tf.Tensor:
     order = list(range(t.shape.ndims))
     order.insert(destination, order.pop(source))
     return tf.transpose(t, order)
+
+
+class _SlicewiseWithWeights(mtf.SlicewiseOperation):
+    """A slicewise op whose inputs may include weights replicated over mesh
+    axes the output is split over (a convolution kernel shared by every
+    block and every data-parallel group)."""
+
+    def gradient(self, grad_ys: list) -> list:
+        return _SummedSliceGradients(self, grad_ys).outputs
+
+
+class _SummedSliceGradients(mtf.Operation):
+    """TensorFlow's gradients of each slice, like Mesh TF's generic gradient,
+    except that an input's gradient is summed over the mesh axes its forward
+    op's output is split over and the input is not: each slice only sees its
+    own part of a replicated weight's gradient."""
+
+    def __init__(self, forward_op: Any, grad_ys: list):
+        super().__init__(forward_op.inputs + forward_op.outputs + grad_ys, name="slicewise_grad")
+        self._forward_op, self._grad_ys = forward_op, grad_ys
+        self._outputs = [mtf.Tensor(self, x.shape, x.dtype, index=i) for i, x in enumerate(forward_op.inputs)]
+
+    def lower(self, lowering: Any) -> None:
+        impl = lowering.mesh_impl(self)
+        forward = self._forward_op
+
+        def local(tensors):
+            return [lowering.tensors[t].to_laid_out_tensor().one_slice for t in tensors]
+
+        def split_axes(tensor):
+            return {axis for axis in impl.tensor_layout(tensor).tensor_axis_to_mesh_axis if axis is not None}
+
+        grads = tf.gradients(ys=local(forward.outputs), xs=local(forward.inputs), grad_ys=local(self._grad_ys),
+                             unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        output_axes = set().union(*(split_axes(y) for y in forward.outputs))
+        for out, grad, x in zip(self.outputs, grads, forward.inputs):
+            laid_out = impl.LaidOutTensor([grad])
+            missing = sorted(output_axes - split_axes(x))
+            if missing:
+                laid_out = impl.allreduce(laid_out, missing, "SUM")
+            lowering.set_tensor_lowering(out, laid_out)
+
+
+def slicewise_with_weights(fn: Callable, inputs: list, output_shape: Any, name: str) -> Any:
+    """``fn`` applied to each process's slices of ``inputs`` (every dimension
+    splittable), with gradients that are right for replicated weights."""
+    dims = {d.name: d for t in inputs for d in t.shape.dims}
+    dims.update({d.name: d for d in mtf.convert_to_shape(output_shape).dims})
+    op = _SlicewiseWithWeights(fn, inputs, [mtf.convert_to_shape(output_shape)], [inputs[0].dtype],
+                               list(dims.values()), name=name)
+    return op.outputs[0]

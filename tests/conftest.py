@@ -101,3 +101,11 @@ def doctor(src: Path, dst: Path, key: str, old: str, new: str) -> Path:
     lines = src.read_text().splitlines()
     dst.write_text("\n".join(ln.replace(old, new) if f'"key": "{key}"' in ln else ln for ln in lines) + "\n")
     return dst
+
+
+@pytest.fixture(scope="session")
+def deepcam_mini_data(tmp_path_factory) -> Path:
+    """The mini DeepCAM dataset: 96x144x16, 512 train / 128 validation samples."""
+    from deepcam.synth import generate
+
+    return generate(tmp_path_factory.mktemp("deepcam") / "mini", 96, 144, 512, 128, seed=0, progress=False)

@@ -17,7 +17,7 @@ import tensorflow as tf  # noqa: E402
 
 from cosmoflow.mesh_model import CosmoFlowMesh  # noqa: E402
 from cosmoflow.model import build_model  # noqa: E402
-from parallel.mesh import MeshParallel  # noqa: E402
+from parallel.mesh import MeshParallel, named_weights  # noqa: E402
 from parallel.spmd_mesh import mtf  # noqa: E402
 from parallel.topology import parse_split  # noqa: E402
 
@@ -38,18 +38,18 @@ with tf.GradientTape() as tape:
 keras_gradients = [g.numpy() for g in tape.gradient(keras_loss, keras_model.trainable_variables)]
 
 model = CosmoFlowMesh(SHAPE, split, **SIZES)
-keras_weights = keras_model.get_weights()
+initial = named_weights(keras_model)
 graph = tf.Graph()
 with graph.as_default():
     mesh_graph = mtf.Graph()
     mesh = mtf.Mesh(mesh_graph, "mesh")
-    impl = layout.mesh_impl()
-    x_shape, y_shape = model.input_shapes(batch)
+    impl = layout.mesh_impl(model.layout_rules)
+    x_shape, y_shape = model.input_shapes(groups, 2)
     group_samples = x[2 * layout.group:2 * layout.group + 2]
-    x_block = tf.constant(model.block(group_samples, layout.depth_block, layout.height_block))
+    x_block = tf.constant(model.block(group_samples, y, layout.depth_block, layout.height_block)[0])
     volumes = mtf.import_laid_out_tensor(mesh, impl.LaidOutTensor([x_block]), x_shape)
     targets = mtf.import_tf_tensor(mesh, tf.constant(y), y_shape)
-    predictions = model.forward(volumes, keras_weights, training=False)
+    predictions = model.forward(volumes, initial, training=False)
     variables = mesh_graph.trainable_variables
     gradients = mtf.gradients([model.loss(targets, predictions)], [v.outputs[0] for v in variables])
     lowering = mtf.Lowering(mesh_graph, {mesh: impl}, autostack=False)

@@ -8,6 +8,7 @@ import tensorflow as tf
 
 from cosmoflow import data
 from cosmoflow.synth import synth_volume
+from mlperf_hpc import staging
 from mlperf_hpc.errors import HarnessError
 from tests.conftest import cli, write_config
 
@@ -84,7 +85,7 @@ def test_training_pipeline_reshuffles_each_epoch_within_the_shard(tiny_data):
 
 def test_staging_copies_files_locally(tiny_data, tmp_path):
     files = data.list_files(tiny_data, "train", "tfrecord", 4, 1)
-    staged = data.stage(files, tmp_path / "local")
+    staged = staging.stage(files, tmp_path / "local")
     assert [p.split("/")[-1] for p in staged] == [p.split("/")[-1] for p in files]
     assert all(open(a, "rb").read() == open(b, "rb").read() for a, b in zip(files, staged))
 

@@ -1,0 +1,163 @@
+"""DeepCAM data: the reference on-disk layout and the input pipeline.
+
+One HDF5 file per sample under ``train/`` and ``validation/``:
+``climate/data`` float32 [H, W, C] (768 x 1152 x 16 at full size) and
+``climate/labels_0`` integer [H, W] with 0 background, 1 tropical cyclone,
+2 atmospheric river. ``stats.h5`` beside the split directories holds
+``climate/minval`` and ``climate/maxval`` per channel; samples are min-max
+normalised with them, ``(x - minval) / (maxval - minval)``.
+
+As in the reference, the sorted file list is cut to the sample count and
+split into contiguous blocks, one per data-parallel replica (so a replica
+can stage exactly its files); each replica shuffles its block every epoch.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+import tensorflow as tf
+
+from mlperf_hpc.errors import HarnessError
+
+SPLITS = ("train", "validation")
+DATA_KEY, LABELS_KEY = "climate/data", "climate/labels_0"
+MIN_KEY, MAX_KEY = "climate/minval", "climate/maxval"
+STATS_FILE = "stats.h5"
+N_CLASSES = 3
+
+
+# --- writing -----------------------------------------------------------------
+
+def write_sample(path: Path, fields: np.ndarray, labels: np.ndarray) -> None:
+    with h5py.File(path, "w") as f:
+        f.create_dataset(DATA_KEY, data=fields.astype(np.float32))
+        f.create_dataset(LABELS_KEY, data=labels.astype(np.int32))
+
+
+def write_stats(path: Path, minval: np.ndarray, maxval: np.ndarray) -> None:
+    with h5py.File(path, "w") as f:
+        f.create_dataset(MIN_KEY, data=minval.astype(np.float32))
+        f.create_dataset(MAX_KEY, data=maxval.astype(np.float32))
+
+
+# --- reading and validation ----------------------------------------------------
+
+def read_stats(data_dir: str | Path, n_channels: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel (minval, maxval) from ``stats.h5``, checked against the
+    configured channel count."""
+    path = Path(data_dir) / STATS_FILE
+    if not path.is_file():
+        raise HarnessError(f"{path} not found: DeepCAM needs the dataset's stats.h5 (climate/minval, "
+                           f"climate/maxval) beside train/ and validation/")
+    try:
+        with h5py.File(path, "r") as f:
+            minval, maxval = f[MIN_KEY][...].astype(np.float32), f[MAX_KEY][...].astype(np.float32)
+    except (OSError, KeyError) as err:
+        raise HarnessError(f"{path} is unreadable or lacks {MIN_KEY}/{MAX_KEY} ({err}): "
+                           f"regenerate it") from None
+    for name, values in (("minval", minval), ("maxval", maxval)):
+        if values.shape != (n_channels,):
+            raise HarnessError(f"{path}: climate/{name} has shape {list(values.shape)} but the samples have "
+                               f"{n_channels} channels: use the stats file of this dataset or fix "
+                               f"data.sample_shape")
+    if np.any(maxval <= minval):
+        channel = int(np.argmax(maxval <= minval))
+        raise HarnessError(f"{path}: channel {channel} has maxval <= minval, so it cannot be normalised: "
+                           f"regenerate the stats")
+    return minval, maxval
+
+
+def read_sample(path: str, sample_shape: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """One sample's fields [H, W, C] float32 and labels [H, W] int32; raises a
+    one-line HarnessError naming the file and the problem."""
+    try:
+        with h5py.File(path, "r") as f:
+            if LABELS_KEY not in f:
+                raise HarnessError(f"{path} has no '{LABELS_KEY}' dataset: every sample needs its labels; "
+                                   f"regenerate or remove the file")
+            if DATA_KEY not in f:
+                raise HarnessError(f"{path} has no '{DATA_KEY}' dataset: regenerate or remove the file")
+            fields, labels = f[DATA_KEY][...], f[LABELS_KEY][...]
+    except OSError as err:
+        reason = str(err).strip().splitlines()[0][:160]
+        raise HarnessError(f"corrupt HDF5 file {path} ({reason}): regenerate or remove it") from None
+    if list(fields.shape) != list(sample_shape):
+        raise HarnessError(f"{path}: {DATA_KEY} has shape {list(fields.shape)}, expected {list(sample_shape)}: "
+                           f"fix data.sample_shape or regenerate the data")
+    if labels.shape != fields.shape[:2]:
+        raise HarnessError(f"{path}: {LABELS_KEY} has shape {list(labels.shape)}, expected "
+                           f"{list(fields.shape[:2])}")
+    low, high = labels.min(), labels.max()
+    if low < 0 or high >= N_CLASSES or not np.issubdtype(labels.dtype, np.integer):
+        bad = low if low < 0 else high
+        raise HarnessError(f"{path}: label value {bad} outside 0..{N_CLASSES - 1} (background, tropical "
+                           f"cyclone, atmospheric river): fix or remove the file")
+    return fields.astype(np.float32), labels.astype(np.int32)
+
+
+def list_files(data_dir: str | Path, split: str, n_samples: int) -> list[str]:
+    """Sorted sample files of one split, cut to the configured count."""
+    directory = Path(data_dir) / split
+    if not directory.is_dir():
+        raise HarnessError(f"data directory {directory} not found: generate data with "
+                           f"'mlperf-hpc data synth deepcam --out {data_dir}' or pass --data DIR")
+    files = sorted(str(p) for p in directory.glob("*.h5"))
+    if len(files) < n_samples:
+        raise HarnessError(f"{directory} holds {len(files)} samples but the config asks for {n_samples}: "
+                           f"lower data.n_{'train' if split == 'train' else 'valid'} or generate more data")
+    return files[:n_samples]
+
+
+def shard(files: list[str], n_shards: int, index: int) -> list[str]:
+    """This replica's contiguous block of the files (sizes differ by at most one)."""
+    bounds = np.linspace(0, len(files), n_shards + 1).round().astype(int)
+    return files[bounds[index]:bounds[index + 1]]
+
+
+def find_bad_file(files: list[str], sample_shape: list[int]) -> None:
+    """Scan files for the one that broke the pipeline; raises its error."""
+    for path in files:
+        read_sample(path, sample_shape)
+
+
+# --- the pipeline --------------------------------------------------------------
+
+@dataclass
+class SplitPipeline:
+    dataset: tf.data.Dataset
+    files: list[str]
+    steps: int        # batches per epoch on this replica
+
+
+def make_pipeline(files: list[str], sample_shape: list[int], stats: tuple[np.ndarray, np.ndarray],
+                  batch_size: int, training: bool, shuffle: bool, prefetch: int, n_parallel_reads: int,
+                  seed: int, steps: int | None = None) -> SplitPipeline:
+    """Dataset of (normalised fields [B, H, W, C], labels [B, H, W]).
+    Training: shuffled per epoch, repeated, ``steps`` full batches an epoch
+    (every replica runs the same count). Validation: one pass, last batch
+    partial."""
+    height, width, channels = sample_shape
+    minval, maxval = stats
+    scale = 1.0 / (maxval - minval)
+
+    def read(path):
+        fields, labels = tf.numpy_function(lambda p: read_sample(p.decode(), sample_shape), [path],
+                                           [tf.float32, tf.int32], stateful=False)
+        fields.set_shape([height, width, channels])
+        labels.set_shape([height, width])
+        return (fields - minval) * scale, labels
+
+    ds = tf.data.Dataset.from_tensor_slices(files)
+    if training and shuffle:
+        ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.map(read, num_parallel_calls=n_parallel_reads, deterministic=True)
+    if training:
+        ds = ds.repeat().batch(batch_size, drop_remainder=True)
+        steps = steps if steps is not None else len(files) // batch_size
+    else:
+        ds = ds.batch(batch_size)
+        steps = -(-len(files) // batch_size)
+    return SplitPipeline(ds.prefetch(prefetch), files, steps)

@@ -1,0 +1,327 @@
+"""DeepCAM in Mesh TensorFlow, each sample split into height x width blocks.
+
+The same network as ``deepcam.model`` (initialised from it, weight for
+weight), on tensors shaped ``[groups, batch, h_blocks, w_blocks, h, w, c]``:
+``groups`` (the data-parallel groups) and the block dimensions are laid out
+on the mesh, ``batch`` is each group's local batch. Every convolution first
+takes halos of ``dilation * (kernel // 2)`` rows and columns from the
+neighbouring blocks (several blocks away when the halo is wider than a
+block, as for the ASPP's atrous rates), then runs unpadded on its block; the
+transposed convolutions take a one-pixel halo. Batch norm statistics are sums
+over the blocks of a group, so they equal the unsplit model's per replica;
+the ASPP's image pooling averages over all blocks. Kernels are replicated:
+their gradients are summed over blocks and groups
+(``parallel.spmd_mesh.slicewise_with_weights``).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import tensorflow.compat.v1 as tf
+
+from deepcam import model as keras_model
+from deepcam.benchmark import weighted_cross_entropy
+from deepcam.config import DeepCAMConfig
+from deepcam.optimizers import TensorOps, adam_family_update
+from parallel.mtf_compat import mesh_tensorflow
+from parallel.spmd_mesh import slicewise_with_weights
+
+mtf = mesh_tensorflow()
+
+GROUPS, BATCH, H_BLOCKS, W_BLOCKS, H, W, CHANNELS = "groups", "batch", "h_blocks", "w_blocks", "h", "w", "c"
+N_CLASSES = keras_model.N_CLASSES
+
+
+def _nhwc(t: tf.Tensor) -> tf.Tensor:
+    """A slice [1, B, 1, 1, h, w, c] as the NHWC batch TensorFlow ops take."""
+    return tf.reshape(t, t.shape.as_list()[1:2] + t.shape.as_list()[4:])
+
+
+def _blocked(t: tf.Tensor) -> tf.Tensor:
+    return tf.reshape(t, [1, t.shape[0], 1, 1] + t.shape.as_list()[1:])
+
+
+class DeepCAMMesh:
+    """The DeepLabV3+ model of ``config`` on a ``split`` = (height blocks, width blocks)."""
+
+    layout_rules = f"{GROUPS}:b;{H_BLOCKS}:sd;{W_BLOCKS}:sh"
+
+    def __init__(self, config: DeepCAMConfig, split: tuple[int, int]):
+        self.config = config
+        self.split = split
+        self.sample_shape = list(config.data.sample_shape)
+        keras_model.check_shape(*self.sample_shape[:2], split)
+        self._keras_names: list[str] = []
+        self._state_updates: list = []
+
+    # --- shapes -------------------------------------------------------------
+
+    def input_shapes(self, groups: int, local_batch: int) -> tuple[Any, Any]:
+        height, width, channels = self.sample_shape
+        sh, sw = self.split
+        lead = [mtf.Dimension(GROUPS, groups), mtf.Dimension(BATCH, local_batch), mtf.Dimension(H_BLOCKS, sh),
+                mtf.Dimension(W_BLOCKS, sw), mtf.Dimension(H, height // sh), mtf.Dimension(W, width // sw)]
+        return mtf.Shape(lead + [mtf.Dimension(CHANNELS, channels)]), mtf.Shape(lead)
+
+    def block(self, fields: np.ndarray, labels: np.ndarray, h_block: int, w_block: int) -> tuple[Any, Any]:
+        """One process's block of a batch, shaped as its slice of ``input_shapes``."""
+        h, w = self.sample_shape[0] // self.split[0], self.sample_shape[1] // self.split[1]
+        rows, cols = slice(h_block * h, (h_block + 1) * h), slice(w_block * w, (w_block + 1) * w)
+        return (fields[None, :, None, None, rows, cols],
+                labels[None, :, None, None, rows, cols].astype(np.float32))
+
+    # --- layers -------------------------------------------------------------
+
+    def _weight(self, mesh: Any, name: str, value: np.ndarray, trainable: bool = True) -> Any:
+        dims = [mtf.Dimension(f"{name.replace('/', '_')}_{i}", size) for i, size in enumerate(value.shape)]
+        if value.ndim == 1:
+            dims = [mtf.Dimension(CHANNELS, value.shape[0])]       # broadcasts over activations
+        return mtf.get_variable(mesh, name, dims, initializer=tf.constant_initializer(value), trainable=trainable)
+
+    def _halo(self, x: Any, halo: int) -> Any:
+        if halo == 0:
+            return x
+        dims = {d.name: d for d in x.shape.dims}
+        x = mtf.halo_exchange(x, dims[H_BLOCKS], dims[H], halo)
+        return mtf.halo_exchange(x, dims[W_BLOCKS], dims[W], halo)
+
+    def _out_shape(self, x: Any, scale: float, channels: int) -> Any:
+        dims = x.shape.dims
+        return mtf.Shape(dims[:4] + [mtf.Dimension(H, int(dims[4].size * scale)),
+                                     mtf.Dimension(W, int(dims[5].size * scale)), mtf.Dimension(CHANNELS, channels)])
+
+    def conv(self, x: Any, name: str, stride: int = 1, dilation: int = 1, bias: bool = False) -> Any:
+        kernel = self.weights[f"{name}/kernel"]
+        halo = dilation * (kernel.shape[0] // 2)
+        k = self._weight(x.mesh, f"{name}/kernel", kernel)
+        inputs = [self._halo(x, halo), k]
+        if bias:
+            inputs.append(self._weight(x.mesh, f"{name}/bias", self.weights[f"{name}/bias"]))
+
+        def fn(block, kernel, *b):
+            y = tf.nn.conv2d(_nhwc(block), kernel, stride, "VALID", dilations=dilation)
+            return _blocked(y + b[0] if b else y)
+
+        return slicewise_with_weights(fn, inputs, self._out_shape(x, 1 / stride, kernel.shape[-1]), name)
+
+    def depthwise(self, x: Any, name: str, stride: int = 1, dilation: int = 1) -> Any:
+        kernel = self.weights[f"{name}/depthwise_kernel"]
+        k = self._weight(x.mesh, f"{name}/depthwise_kernel", kernel)
+
+        def fn(block, kernel):
+            return _blocked(tf.nn.depthwise_conv2d(_nhwc(block), kernel, [1, stride, stride, 1], "VALID",
+                                                   dilations=[dilation, dilation]))
+
+        return slicewise_with_weights(fn, [self._halo(x, dilation), k],
+                                      self._out_shape(x, 1 / stride, kernel.shape[2]), name)
+
+    def transposed(self, x: Any, name: str) -> Any:
+        kernel, bias = self.weights[f"{name}/kernel"], self.weights[f"{name}/bias"]
+        inputs = [self._halo(x, 1), self._weight(x.mesh, f"{name}/kernel", kernel),
+                  self._weight(x.mesh, f"{name}/bias", bias)]
+
+        def fn(block, kernel, b):
+            return _blocked(keras_model.transposed_conv_2x(_nhwc(block), kernel, b, crop_left=1))
+
+        return slicewise_with_weights(fn, inputs, self._out_shape(x, 2, kernel.shape[2]), name)
+
+    def batch_norm(self, x: Any, name: str) -> Any:
+        mesh = x.mesh
+        gamma = self._weight(mesh, f"{name}/gamma", self.weights[f"{name}/gamma"])
+        beta = self._weight(mesh, f"{name}/beta", self.weights[f"{name}/beta"])
+        moving_mean = self._weight(mesh, f"{name}/moving_mean", self.weights[f"{name}/moving_mean"], False)
+        moving_var = self._weight(mesh, f"{name}/moving_variance", self.weights[f"{name}/moving_variance"], False)
+        if not self.training:
+            return (x - moving_mean) * mtf.rsqrt(moving_var + keras_model.BN_EPSILON) * gamma + beta
+        dims = x.shape.dims
+        per_group = mtf.Shape([dims[0], dims[-1]])
+        count = dims[1].size * dims[4].size * dims[5].size * dims[2].size * dims[3].size
+
+        def group_sum(t):
+            # Sum over the local batch and pixels of each block, then over blocks.
+            partial = mtf.slicewise(lambda s: tf.reduce_sum(s, axis=[1, 4, 5]),
+                                    [t], output_shape=mtf.Shape([dims[0], dims[2], dims[3], dims[6]]),
+                                    splittable_dims=t.shape.dims, name=f"{name}_sum")
+            return mtf.reduce_sum(partial, output_shape=per_group)
+
+        mean = group_sum(x) / count
+        centred = x - mean
+        variance = group_sum(mtf.square(centred)) / count
+        momentum = keras_model.BN_MOMENTUM
+        self._state_updates += [
+            mtf.assign(moving_mean, moving_mean * momentum + mtf.reduce_mean(mean, output_shape=moving_mean.shape)
+                       * (1 - momentum)),
+            mtf.assign(moving_var, moving_var * momentum + mtf.reduce_mean(variance, output_shape=moving_var.shape)
+                       * (1 - momentum))]
+        return centred * mtf.rsqrt(variance + keras_model.BN_EPSILON) * gamma + beta
+
+    def separable(self, x: Any, name: str, stride: int = 1, dilation: int = 1) -> Any:
+        x = self.batch_norm(self.depthwise(x, f"{name}_dw", stride, dilation), f"{name}_dw_bn")
+        return self.conv(x, f"{name}_pw")
+
+    def xception_block(self, x: Any, reps: int, stride: int = 1, dilation: int = 1, start_with_relu: bool = True,
+                       name: str = "block") -> Any:
+        skip = x
+        if f"{name}_skip/kernel" in self.weights:
+            skip = self.batch_norm(self.conv(x, f"{name}_skip", stride), f"{name}_skip_bn")
+        h = x
+        for i in range(reps):
+            if i > 0 or start_with_relu:
+                h = mtf.relu(h)
+            h = self.separable(h, f"{name}_sep{i + 1}", stride if i == reps - 1 else 1, dilation)
+            h = self.batch_norm(h, f"{name}_sep{i + 1}_bn")
+        return h + skip
+
+    # --- network ------------------------------------------------------------
+
+    def forward(self, x: Any, keras_weights: list[tuple[str, np.ndarray]], training: bool) -> Any:
+        """Logits shaped like ``x`` with 3 channels, from the Keras model's
+        weights (``parallel.mesh.named_weights``; variables are created on
+        the first call and shared by later calls)."""
+        self.weights = dict(keras_weights)
+        self._keras_names = [name for name, _ in keras_weights]
+        self.training = training
+        m = self.config.model
+        relu = mtf.relu
+        x = relu(self.batch_norm(self.conv(x, "entry_conv1", stride=2), "entry_bn1"))
+        x = relu(self.batch_norm(self.conv(x, "entry_conv2"), "entry_bn2"))
+        x = self.xception_block(x, 2, stride=2, start_with_relu=False, name="entry_block1")
+        low_level = x
+        x = self.xception_block(x, 2, stride=2, name="entry_block2")
+        x = self.xception_block(x, 2, stride=2, name="entry_block3")
+        for i in range(m.n_middle_blocks):
+            x = self.xception_block(x, 3, name=f"middle_block{i + 1}")
+        x = self.xception_block(x, 2, name="exit_block")
+        for i in range(3):
+            x = relu(x)
+            x = self.batch_norm(self.separable(x, f"exit_sep{i + 1}", dilation=m.exit_dilation), f"exit_sep{i + 1}_bn")
+        x = relu(x)
+
+        branches = [relu(self.batch_norm(self.conv(x, "aspp_1x1"), "aspp_1x1_bn"))]
+        for rate in m.aspp_rates:
+            branches.append(relu(self.batch_norm(self.conv(x, f"aspp_rate{rate}", dilation=rate),
+                                                 f"aspp_rate{rate}_bn")))
+        branches.append(self._image_pool(x))
+        x = mtf.concat(branches, CHANNELS)
+        x = relu(self.batch_norm(self.conv(x, "aspp_project"), "aspp_project_bn"))
+
+        x = self.transposed(self.transposed(x, "decoder_up1"), "decoder_up2")
+        low_level = relu(self.batch_norm(self.conv(relu(low_level), "decoder_low"), "decoder_low_bn"))
+        x = mtf.concat([x, low_level], CHANNELS)
+        for i, name in enumerate(("decoder_conv1", "decoder_conv2", "decoder_conv3")):
+            x = relu(self.batch_norm(self.conv(x, name), f"decoder_bn{i + 1}"))
+        return self.transposed(self.transposed(x, "decoder_up3"), "logits")
+
+    def _image_pool(self, x: Any) -> Any:
+        """Global average over every block, a 1x1 conv, affine, ReLU, broadcast."""
+        dims = x.shape.dims
+        pooled = mtf.reduce_mean(x, output_shape=mtf.Shape(dims[:2] + [dims[-1]]))
+        kernel = self.weights["aspp_pool_conv/kernel"][0, 0]
+        out = mtf.Dimension("aspp_pool_out", kernel.shape[1])
+        k = mtf.get_variable(x.mesh, "aspp_pool_conv/kernel", [dims[-1], out],
+                             initializer=tf.constant_initializer(kernel))
+        y = mtf.einsum([pooled, k], output_shape=mtf.Shape(dims[:2] + [out]))
+        y = mtf.rename_dimension(y, out.name, CHANNELS)
+        y = y + self._weight(x.mesh, "aspp_pool_conv/bias", self.weights["aspp_pool_conv/bias"])
+        y = y * self._weight(x.mesh, "aspp_pool_affine/scale", self.weights["aspp_pool_affine/scale"])
+        y = mtf.relu(y + self._weight(x.mesh, "aspp_pool_affine/shift", self.weights["aspp_pool_affine/shift"]))
+        return mtf.broadcast(y, mtf.Shape(dims[:-1] + [y.shape.dims[-1]]))
+
+    def state_updates(self) -> list:
+        """Batch-norm running statistics, updated with each training step."""
+        return self._state_updates
+
+    def keras_weights(self, variables: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """Mesh TF variable values (by name) in Keras' ``get_weights`` order."""
+        values = []
+        for name in self._keras_names:
+            value = variables[name]
+            values.append(value.reshape(1, 1, *value.shape) if name == "aspp_pool_conv/kernel" else value)
+        return values
+
+    # --- objective ----------------------------------------------------------
+
+    def loss(self, labels: Any, logits: Any) -> Any:
+        """Weighted cross-entropy averaged over every pixel of the global batch."""
+        pixel = mtf.slicewise(lambda y, z: weighted_cross_entropy(tf.cast(y, tf.int32), z), [labels, logits],
+                              output_shape=labels.shape, splittable_dims=logits.shape.dims, name="loss")
+        return mtf.reduce_mean(pixel)
+
+    def sample_errors(self, labels: Any, logits: Any) -> tuple[Any, int]:
+        """Per-sample IoU [groups, batch] (summed by the driver), 1 value each."""
+        dims = labels.shape.dims
+        counts_dim = mtf.Dimension("iou_counts", 2 * N_CLASSES)
+
+        def counts(y, z):
+            truth, guess = tf.cast(y, tf.int32), tf.argmax(z, axis=-1, output_type=tf.int32)
+            parts = []
+            for c in range(N_CLASSES):
+                t, g = tf.equal(truth, c), tf.equal(guess, c)
+                parts += [tf.reduce_sum(tf.cast(t & g, tf.float32), axis=[4, 5]),
+                          tf.reduce_sum(tf.cast(t | g, tf.float32), axis=[4, 5])]
+            return tf.stack(parts, axis=-1)
+
+        local = mtf.slicewise(counts, [labels, logits], output_shape=mtf.Shape(dims[:4] + [counts_dim]),
+                              splittable_dims=logits.shape.dims, grad_function=0, name="iou_counts")
+        totals = mtf.reduce_sum(local, output_shape=mtf.Shape(dims[:2] + [counts_dim]))
+
+        def iou(t):
+            tp, union = t[..., 0::2], t[..., 1::2]
+            return tf.reduce_mean(tf.where_v2(union > 0, tp / tf.maximum(union, 1.0), 1.0), axis=-1)
+
+        scores = mtf.slicewise(iou, [totals], output_shape=mtf.Shape(dims[:2]), splittable_dims=dims[:2],
+                               grad_function=0, name="iou")
+        return scores, 1
+
+    def optimizer(self, learning_rate: Any) -> "MeshAdamFamily":
+        o = self.config.optimizer
+        return MeshAdamFamily(o.name, learning_rate, tuple(o.betas), o.eps, o.weight_decay, o.max_grad_norm)
+
+
+def _scalar_op(fn, *xs):
+    return mtf.slicewise(fn, list(xs), output_shape=mtf.Shape([]), splittable_dims=[], grad_function=0)
+
+
+MTF_OPS = TensorOps(
+    sqrt=mtf.sqrt,
+    norm=lambda x: mtf.sqrt(mtf.reduce_sum(mtf.square(x))),
+    trust_ratio=lambda w, u: _scalar_op(lambda a, b: tf.where_v2((a > 0) & (b > 0), a / b, 1.0), w, u))
+
+
+class MeshAdamFamily(mtf.optimize.Optimizer):
+    """``deepcam.optimizers.adam_family_update`` on Mesh TF variables, with
+    LAMB's global gradient clipping computed over all gradients."""
+
+    def __init__(self, kind: str, learning_rate: Any, betas: tuple[float, float], eps: float, weight_decay: float,
+                 max_grad_norm: float):
+        self.kind, self.learning_rate = kind, learning_rate
+        self.beta1, self.beta2 = betas
+        self.eps, self.decay, self.max_grad_norm = eps, weight_decay, max_grad_norm
+
+    def apply_grads(self, grads: list, variables: list) -> list:
+        pairs = [(g, v) for g, v in zip(grads, variables) if g is not None]
+        mesh = pairs[0][1].mesh
+        step = mtf.get_variable(mesh, "adam_step", [], initializer=tf.zeros_initializer(), trainable=False)
+        new_step = step + 1.0
+        updates = [mtf.assign(step, new_step)]
+        self.correction1 = _scalar_op(lambda t: 1.0 / (1.0 - tf.pow(self.beta1, t)), new_step)
+        self.correction2 = _scalar_op(lambda t: 1.0 / (1.0 - tf.pow(self.beta2, t)), new_step)
+        if self.kind == "LAMB":
+            norm = mtf.sqrt(mtf.add_n([mtf.reduce_sum(mtf.square(g)) for g, _ in pairs]))
+            # As tf.clip_by_global_norm (Keras' global_clipnorm).
+            scale = _scalar_op(lambda n: self.max_grad_norm / tf.maximum(n, self.max_grad_norm), norm)
+            pairs = [(g * scale, v) for g, v in pairs]
+        for grad, var in pairs:
+            updates += self.apply_grad(grad, var)
+        return updates
+
+    def apply_grad(self, grad: Any, var: Any) -> list:
+        m = mtf.get_variable(var.mesh, f"{var.name}_m", var.shape, initializer=tf.zeros_initializer(),
+                             trainable=False)
+        v = mtf.get_variable(var.mesh, f"{var.name}_v", var.shape, initializer=tf.zeros_initializer(),
+                             trainable=False)
+        weight, new_m, new_v = adam_family_update(
+            self.kind, var.outputs[0], grad, m, v, self.learning_rate, self.beta1, self.beta2, self.eps, self.decay,
+            self.correction1, self.correction2, MTF_OPS)
+        return [mtf.assign(m, new_m), mtf.assign(v, new_v), mtf.assign(var, weight)]

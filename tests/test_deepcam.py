@@ -1,0 +1,223 @@
+"""DeepCAM on one process: data format and reader, synthetic data, model,
+loss, metric, optimizers, schedule, bad input, and a mini run to the target."""
+from __future__ import annotations
+
+import math
+
+import h5py
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from deepcam import data
+from deepcam.benchmark import CLASS_WEIGHTS, DeepCAM, iou_per_sample, learning_rate_at
+from deepcam.optimizers import AdamFamily
+from deepcam.synth import CHANNELS, generate, synth_sample
+from mlperf_hpc.errors import HarnessError
+from tests.conftest import REPO, cli, log_records
+
+MINI = REPO / "deepcam" / "configs" / "mini.yaml"
+
+
+def write_dataset(root, n_train=4, n_valid=2, shape=(32, 48, 3), seed=0):
+    """Random fields and labels in the reference layout, with known stats."""
+    rng = np.random.default_rng(seed)
+    for split, n in (("train", n_train), ("validation", n_valid)):
+        (root / split).mkdir(parents=True)
+        for i in range(n):
+            data.write_sample(root / split / f"s{i:03d}.h5", rng.normal(5, 3, shape), rng.integers(0, 3, shape[:2]))
+    minval, maxval = np.array([-10.0, 0.0, 2.0]), np.array([20.0, 10.0, 4.0])
+    data.write_stats(root / data.STATS_FILE, minval, maxval)
+    return minval, maxval
+
+
+def test_reader_round_trip_normalises_with_stats_h5(tmp_path):
+    minval, maxval = write_dataset(tmp_path)
+    files = data.list_files(tmp_path, "train", 4)
+    stats = data.read_stats(tmp_path, 3)
+    pipeline = data.make_pipeline(files, [32, 48, 3], stats, batch_size=2, training=False, shuffle=False,
+                                  prefetch=1, n_parallel_reads=2, seed=0)
+    fields, labels = zip(*[(x.numpy(), y.numpy()) for x, y in pipeline.dataset])
+    fields, labels = np.concatenate(fields), np.concatenate(labels)
+    for i, path in enumerate(files):
+        with h5py.File(path) as f:
+            raw, truth = f["climate/data"][...], f["climate/labels_0"][...]
+        np.testing.assert_allclose(fields[i], (raw - minval) / (maxval - minval), rtol=1e-6, atol=1e-6)
+        np.testing.assert_array_equal(labels[i], truth)
+    assert pipeline.steps == 2 and fields.dtype == np.float32 and labels.dtype == np.int32
+
+
+def test_shards_are_contiguous_blocks_covering_every_file_once():
+    files = [f"f{i}" for i in range(10)]
+    shards = [data.shard(files, 3, i) for i in range(3)]
+    assert sum(shards, []) == files
+    assert [len(s) for s in shards] == [3, 4, 3]
+
+
+def test_training_pipeline_shuffles_per_epoch_and_sees_every_sample(tmp_path):
+    write_dataset(tmp_path, n_train=8)
+    files = data.list_files(tmp_path, "train", 8)
+    pipeline = data.make_pipeline(files, [32, 48, 3], data.read_stats(tmp_path, 3), batch_size=1, training=True,
+                                  shuffle=True, prefetch=1, n_parallel_reads=1, seed=5)
+    batches = iter(pipeline.dataset)
+    epochs = [[float(next(batches)[0].numpy().sum()) for _ in range(8)] for _ in range(2)]
+    assert sorted(epochs[0]) == pytest.approx(sorted(epochs[1]))
+    assert epochs[0] != epochs[1]
+
+
+def test_synthetic_labels_mark_what_the_fields_show():
+    rng = np.random.default_rng(4)
+    fields, labels = map(np.stack, zip(*[synth_sample(rng, 96, 144) for _ in range(8)]))
+    assert fields.shape == (8, 96, 144, len(CHANNELS)) and labels.shape == (8, 96, 144)
+    fractions = np.bincount(labels.ravel(), minlength=3) / labels.size
+    # Mostly background, as the real data.
+    assert fractions[0] > 0.85 and 0.002 < fractions[1] < 0.05 and 0.005 < fractions[2] < 0.1
+    prect, tmq = fields[..., CHANNELS.index("PRECT")], fields[..., CHANNELS.index("TMQ")]
+    # Cyclones rain, rivers carry water vapour: far above the background.
+    assert prect[labels == 1].mean() > prect[labels == 0].mean() + 3 * prect[labels == 0].std()
+    assert tmq[labels == 2].mean() > tmq[labels == 0].mean() + 2 * tmq[labels == 0].std()
+
+
+def test_generator_writes_the_reference_layout_deterministically(tmp_path):
+    for name in ("a", "b"):
+        generate(tmp_path / name, 32, 48, n_train=3, n_valid=2, seed=9, progress=False, workers=1)
+    with h5py.File(tmp_path / "a" / "train" / "data-train-000001.h5") as f:
+        assert f["climate/data"].shape == (32, 48, 16) and f["climate/data"].dtype == np.float32
+        assert f["climate/labels_0"].shape == (32, 48)
+        first = f["climate/data"][...]
+    with h5py.File(tmp_path / "b" / "train" / "data-train-000001.h5") as f:
+        np.testing.assert_array_equal(first, f["climate/data"][...])
+    minval, maxval = data.read_stats(tmp_path / "a", 16)
+    # The stats are the training set's extremes.
+    train = [data.read_sample(str(p), [32, 48, 16])[0] for p in sorted((tmp_path / "a" / "train").glob("*.h5"))]
+    np.testing.assert_allclose(minval, np.min(train, axis=(0, 1, 2)))
+    np.testing.assert_allclose(maxval, np.max(train, axis=(0, 1, 2)))
+
+
+def test_model_output_shape_at_mini_and_full_size():
+    benchmark = DeepCAM()
+    mini = benchmark.load_config(MINI, {})
+    model = benchmark.build_model(mini)
+    logits = model(np.zeros([2, 96, 144, 16], np.float32), training=False)
+    assert logits.shape == (2, 96, 144, 3)
+    full = benchmark.load_config(REPO / "deepcam" / "configs" / "deepcam.yaml", {})
+    model = benchmark.build_model(full)
+    # The reference's DeepLabV3+ has about 56.6 M parameters.
+    assert 54e6 < model.count_params() < 58e6
+    logits = model(np.zeros([1, 768, 1152, 16], np.float32), training=False)
+    assert logits.shape == (1, 768, 1152, 3)
+
+
+def test_iou_counts_a_class_absent_from_both_as_one():
+    labels = np.zeros([2, 4, 4], np.int32)
+    labels[0, :2, :2] = 1                 # sample 0: 4 cyclone pixels
+    predicted = np.zeros_like(labels)
+    predicted[0, :2, :1] = 1              # 2 of them found
+    predicted[1, 0, 0] = 2                # sample 1: one false river pixel
+    scores = iou_per_sample(tf.constant(labels), tf.constant(predicted)).numpy()
+    # Sample 0: background 12/14, cyclone 2/4, river absent (1).
+    assert scores[0] == pytest.approx((12 / 14 + 0.5 + 1) / 3)
+    # Sample 1: background 15/16, cyclone absent (1), river 0/1.
+    assert scores[1] == pytest.approx((15 / 16 + 1 + 0) / 3)
+
+
+def test_loss_weights_pixels_by_class_and_averages_over_pixels():
+    benchmark = DeepCAM()
+    labels = tf.constant([[[0, 1, 2]]])
+    logits = tf.zeros([1, 1, 3, 3])
+    expected = math.log(3) * sum(CLASS_WEIGHTS) / 3
+    assert float(benchmark.loss(labels, logits)) == pytest.approx(expected, rel=1e-6)
+
+
+def test_schedule_warms_up_then_decays_at_milestones_after_warmup():
+    lr = lambda step: learning_rate_at(step, 0.01, 10, 1.0, "multistep", [20, 40], 0.1, 0, 0.0)  # noqa: E731
+    assert lr(0) == pytest.approx(0.001) and lr(9) == pytest.approx(0.01)
+    assert lr(29) == pytest.approx(0.01) and lr(30) == pytest.approx(0.001) and lr(50) == pytest.approx(1e-4)
+    cosine = lambda step: learning_rate_at(step, 0.01, 0, 2.0, "cosine_annealing", [], 0, 100, 0.0)  # noqa: E731
+    assert cosine(0) == pytest.approx(0.02) and cosine(50) == pytest.approx(0.01) and cosine(100) == pytest.approx(0)
+
+
+@pytest.mark.parametrize("kind", ["AdamW", "LAMB"])
+def test_optimizers_follow_the_reference_update(kind):
+    rng = np.random.default_rng(1)
+    w0, grads = rng.normal(size=[3, 4]).astype(np.float32), rng.normal(size=[2, 3, 4]).astype(np.float32) * 0.1
+    variable = tf.Variable(w0)
+    optimizer = AdamFamily(kind, 0.01, (0.9, 0.999), 1e-6, 0.01, max_grad_norm=1e9)
+    for g in grads:
+        optimizer.apply_gradients([(tf.constant(g), variable)])
+    # The PyTorch / apex formulas, written out.
+    w, m, v = w0.astype(np.float64), 0.0, 0.0
+    for t, g in enumerate(grads, 1):
+        m, v = 0.9 * m + 0.1 * g, 0.999 * v + 0.001 * g * g
+        step = (m / (1 - 0.9 ** t)) / (np.sqrt(v / (1 - 0.999 ** t)) + 1e-6) + 0.01 * w
+        ratio = np.linalg.norm(w) / np.linalg.norm(step) if kind == "LAMB" else 1.0
+        w = w - 0.01 * ratio * step
+    np.testing.assert_allclose(variable.numpy(), w, rtol=1e-5, atol=1e-6)
+
+
+def test_lamb_clips_the_global_gradient_norm():
+    variable = tf.Variable(np.ones([2], np.float32))
+    AdamFamily("LAMB", 0.1, (0.9, 0.999), 1e-6, 0.0, max_grad_norm=1.0).apply_gradients(
+        [(tf.constant([30.0, 40.0]), variable)])
+    clipped = AdamFamily("LAMB", 0.1, (0.9, 0.999), 1e-6, 0.0, max_grad_norm=1.0)
+    other = tf.Variable(np.ones([2], np.float32))
+    clipped.apply_gradients([(tf.constant([0.6, 0.8]), other)])
+    np.testing.assert_allclose(variable.numpy(), other.numpy(), rtol=1e-6)
+
+
+# --- bad input, through the real CLI ---------------------------------------------
+
+def bad_dataset(root):
+    write_dataset(root, n_train=4, n_valid=2, shape=(32, 48, 3))
+    return ["train", "deepcam", "--data", str(root), "--epochs", "1", "--log", str(root / "run.log"),
+            "--set", "data.sample_shape=[32, 48, 3]", "--set", "data.n_train=4", "--set", "data.n_valid=2",
+            "--set", "data.batch_size=2"]
+
+
+def assert_one_error_line(result, *fragments):
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = [ln for ln in result.stderr.splitlines() if ln.startswith("mlperf-hpc: error:")]
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def test_a_file_without_labels_is_one_clear_error(tmp_path):
+    args = bad_dataset(tmp_path)
+    with h5py.File(tmp_path / "train" / "s002.h5", "a") as f:
+        del f["climate/labels_0"]
+    result = cli(*args)
+    assert_one_error_line(result, "s002.h5", "climate/labels_0")
+    # The log was kept, and records the abort.
+    assert log_records(tmp_path / "run.log")[-1]["metadata"]["status"] == "aborted"
+
+
+def test_stats_with_the_wrong_channel_count_is_one_clear_error(tmp_path):
+    args = bad_dataset(tmp_path)
+    data.write_stats(tmp_path / data.STATS_FILE, np.zeros(16), np.ones(16))
+    assert_one_error_line(cli(*args), "stats.h5", "[16]", "3 channels")
+
+
+def test_a_label_outside_the_classes_is_one_clear_error(tmp_path):
+    args = bad_dataset(tmp_path)
+    with h5py.File(tmp_path / "validation" / "s001.h5", "a") as f:
+        f["climate/labels_0"][3, 4] = 7
+    assert_one_error_line(cli(*args), "s001.h5", "label value 7", "0..2")
+
+
+def test_a_split_the_blocks_cannot_take_is_refused_before_training(tmp_path):
+    result = cli("train", "deepcam", "--layout", "spatial", "--spatial", "1x2", "--data", str(tmp_path))
+    assert_one_error_line(result, "width 144 split 2 ways (blocks of 72)", "output stride 16")
+
+
+# --- the mini run --------------------------------------------------------------
+
+def test_mini_run_reaches_the_target_and_passes_the_checker(deepcam_mini_data, tmp_path):
+    log = tmp_path / "deepcam.log"
+    result = cli("train", "deepcam", "--config", str(MINI), "--data", str(deepcam_mini_data), "--seed", "2",
+                 "--log", str(log), timeout=1200)
+    assert result.returncode == 0, result.stderr[-3000:]
+    accuracies = [r["value"] for r in log_records(log) if r["key"] == "eval_accuracy"]
+    assert accuracies[-1] >= 0.82 and all(a < 0.82 for a in accuracies[:-1])
+    check = cli("check", str(log))
+    assert check.returncode == 0 and "PASS     deepcam    open" in check.stdout, check.stdout
