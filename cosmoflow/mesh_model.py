@@ -22,6 +22,7 @@ import tensorflow.compat.v1 as tf
 from cosmoflow.model import LEAKY_ALPHA, check_pooling
 from mlperf_hpc.errors import HarnessError
 from parallel.mtf_compat import mesh_tensorflow
+from parallel.spmd_mesh import fed_initializer
 
 mtf = mesh_tensorflow()
 
@@ -88,8 +89,8 @@ class CosmoFlowMesh:
             channels = mtf.Dimension(f"c{i + 1}", kernel.shape[-1])
             x = mtf.layers.conv3d_with_blocks(
                 x, channels, filter_size=[self.kernel_size] * 3, d_blocks_dim=d_blocks, h_blocks_dim=h_blocks,
-                filter_initializer=tf.constant_initializer(kernel), name=f"conv{i + 1}")
-            x += mtf.get_variable(x.mesh, f"conv{i + 1}/bias", [channels], initializer=tf.constant_initializer(bias))
+                filter_initializer=fed_initializer(kernel), name=f"conv{i + 1}")
+            x += mtf.get_variable(x.mesh, f"conv{i + 1}/bias", [channels], initializer=fed_initializer(bias))
             x = mtf.leaky_relu(x, LEAKY_ALPHA)
             x = max_pool_2x(x, name=f"pool{i + 1}")
 
@@ -110,8 +111,8 @@ class CosmoFlowMesh:
         """Contract every dimension of ``x`` but the batch with the kernel."""
         out = mtf.Dimension(out_name, kernel.shape[-1])
         shape = x.shape.dims[1:] + [out]
-        w = mtf.get_variable(x.mesh, f"{name}/kernel", shape, initializer=tf.constant_initializer(kernel))
-        b = mtf.get_variable(x.mesh, f"{name}/bias", [out], initializer=tf.constant_initializer(bias))
+        w = mtf.get_variable(x.mesh, f"{name}/kernel", shape, initializer=fed_initializer(kernel))
+        b = mtf.get_variable(x.mesh, f"{name}/bias", [out], initializer=fed_initializer(bias))
         return mtf.einsum([x, w], output_shape=[x.shape.dims[0], out]) + b
 
     def state_updates(self) -> list:

@@ -1,2 +1,1 @@
-"""DeepCAM (climate segmentation): not implemented yet; it will plug into the
-shared driver through mlperf_hpc.benchmark.Benchmark like cosmoflow/."""
+"""DeepCAM (climate segmentation) as a plug-in of the shared driver."""

@@ -25,7 +25,7 @@ from deepcam.benchmark import weighted_cross_entropy
 from deepcam.config import DeepCAMConfig
 from deepcam.optimizers import TensorOps, adam_family_update
 from parallel.mtf_compat import mesh_tensorflow
-from parallel.spmd_mesh import slicewise_with_weights
+from parallel.spmd_mesh import fed_initializer, slicewise_with_weights
 
 mtf = mesh_tensorflow()
 
@@ -77,7 +77,7 @@ class DeepCAMMesh:
         dims = [mtf.Dimension(f"{name.replace('/', '_')}_{i}", size) for i, size in enumerate(value.shape)]
         if value.ndim == 1:
             dims = [mtf.Dimension(CHANNELS, value.shape[0])]       # broadcasts over activations
-        return mtf.get_variable(mesh, name, dims, initializer=tf.constant_initializer(value), trainable=trainable)
+        return mtf.get_variable(mesh, name, dims, initializer=fed_initializer(value), trainable=trainable)
 
     def _halo(self, x: Any, halo: int) -> Any:
         if halo == 0:
@@ -91,19 +91,17 @@ class DeepCAMMesh:
         return mtf.Shape(dims[:4] + [mtf.Dimension(H, int(dims[4].size * scale)),
                                      mtf.Dimension(W, int(dims[5].size * scale)), mtf.Dimension(CHANNELS, channels)])
 
-    def conv(self, x: Any, name: str, stride: int = 1, dilation: int = 1, bias: bool = False) -> Any:
+    def conv(self, x: Any, name: str, stride: int = 1, dilation: int = 1) -> Any:
+        """A bias-free convolution (batch norm follows each one)."""
         kernel = self.weights[f"{name}/kernel"]
         halo = dilation * (kernel.shape[0] // 2)
         k = self._weight(x.mesh, f"{name}/kernel", kernel)
-        inputs = [self._halo(x, halo), k]
-        if bias:
-            inputs.append(self._weight(x.mesh, f"{name}/bias", self.weights[f"{name}/bias"]))
 
-        def fn(block, kernel, *b):
-            y = tf.nn.conv2d(_nhwc(block), kernel, stride, "VALID", dilations=dilation)
-            return _blocked(y + b[0] if b else y)
+        def fn(block, kernel):
+            return _blocked(tf.nn.conv2d(_nhwc(block), kernel, stride, "VALID", dilations=dilation))
 
-        return slicewise_with_weights(fn, inputs, self._out_shape(x, 1 / stride, kernel.shape[-1]), name)
+        return slicewise_with_weights(fn, [self._halo(x, halo), k], self._out_shape(x, 1 / stride, kernel.shape[-1]),
+                                      name)
 
     def depthwise(self, x: Any, name: str, stride: int = 1, dilation: int = 1) -> Any:
         kernel = self.weights[f"{name}/depthwise_kernel"]
@@ -127,34 +125,41 @@ class DeepCAMMesh:
         return slicewise_with_weights(fn, inputs, self._out_shape(x, 2, kernel.shape[2]), name)
 
     def batch_norm(self, x: Any, name: str) -> Any:
-        mesh = x.mesh
+        """Batch norm over each group's batch and every block of its samples.
+        The statistics are block sums added across the group; the
+        normalisation itself is one slicewise op, so that, as Keras' fused
+        kernel, it keeps no full-size intermediates for the backward pass."""
+        mesh, dims = x.mesh, x.shape.dims
         gamma = self._weight(mesh, f"{name}/gamma", self.weights[f"{name}/gamma"])
         beta = self._weight(mesh, f"{name}/beta", self.weights[f"{name}/beta"])
         moving_mean = self._weight(mesh, f"{name}/moving_mean", self.weights[f"{name}/moving_mean"], False)
         moving_var = self._weight(mesh, f"{name}/moving_variance", self.weights[f"{name}/moving_variance"], False)
-        if not self.training:
-            return (x - moving_mean) * mtf.rsqrt(moving_var + keras_model.BN_EPSILON) * gamma + beta
-        dims = x.shape.dims
-        per_group = mtf.Shape([dims[0], dims[-1]])
-        count = dims[1].size * dims[4].size * dims[5].size * dims[2].size * dims[3].size
+        if self.training:
+            count = dims[1].size * dims[2].size * dims[3].size * dims[4].size * dims[5].size
+            mean = self._group_sum(lambda s: s, [x], name) / count
+            variance = self._group_sum(lambda s, m: tf.math.squared_difference(s, m[:, None, None, None, None, None]),
+                                       [x, mean], name) / count
+            momentum = keras_model.BN_MOMENTUM
+            self._state_updates += [
+                mtf.assign(moving, moving * momentum + mtf.reduce_mean(batch, output_shape=moving.shape) * (1 - momentum))
+                for moving, batch in ((moving_mean, mean), (moving_var, variance))]
+        else:
+            mean, variance = moving_mean, moving_var
 
-        def group_sum(t):
-            # Sum over the local batch and pixels of each block, then over blocks.
-            partial = mtf.slicewise(lambda s: tf.reduce_sum(s, axis=[1, 4, 5]),
-                                    [t], output_shape=mtf.Shape([dims[0], dims[2], dims[3], dims[6]]),
-                                    splittable_dims=t.shape.dims, name=f"{name}_sum")
-            return mtf.reduce_sum(partial, output_shape=per_group)
+        def normalise(block, m, v, g, b):
+            lead = [1] * (block.shape.ndims - 1)
+            m, v = tf.reshape(m, [-1] + lead[1:] + [m.shape[-1]]), tf.reshape(v, [-1] + lead[1:] + [v.shape[-1]])
+            return tf.nn.batch_normalization(block, m, v, b, g, keras_model.BN_EPSILON)
 
-        mean = group_sum(x) / count
-        centred = x - mean
-        variance = group_sum(mtf.square(centred)) / count
-        momentum = keras_model.BN_MOMENTUM
-        self._state_updates += [
-            mtf.assign(moving_mean, moving_mean * momentum + mtf.reduce_mean(mean, output_shape=moving_mean.shape)
-                       * (1 - momentum)),
-            mtf.assign(moving_var, moving_var * momentum + mtf.reduce_mean(variance, output_shape=moving_var.shape)
-                       * (1 - momentum))]
-        return centred * mtf.rsqrt(variance + keras_model.BN_EPSILON) * gamma + beta
+        return slicewise_with_weights(normalise, [x, mean, variance, gamma, beta], x.shape, f"{name}_normalise")
+
+    def _group_sum(self, fn: Any, inputs: list, name: str) -> Any:
+        """Per group and channel, the sum of ``fn`` over the local batch and
+        every pixel of every block: [groups, c]."""
+        dims = inputs[0].shape.dims
+        partial = slicewise_with_weights(lambda *t: tf.reduce_sum(fn(*t), axis=[1, 4, 5]), inputs,
+                                         mtf.Shape([dims[0], dims[2], dims[3], dims[6]]), f"{name}_sum")
+        return mtf.reduce_sum(partial, output_shape=mtf.Shape([dims[0], dims[6]]))
 
     def separable(self, x: Any, name: str, stride: int = 1, dilation: int = 1) -> Any:
         x = self.batch_norm(self.depthwise(x, f"{name}_dw", stride, dilation), f"{name}_dw_bn")
@@ -220,7 +225,7 @@ class DeepCAMMesh:
         kernel = self.weights["aspp_pool_conv/kernel"][0, 0]
         out = mtf.Dimension("aspp_pool_out", kernel.shape[1])
         k = mtf.get_variable(x.mesh, "aspp_pool_conv/kernel", [dims[-1], out],
-                             initializer=tf.constant_initializer(kernel))
+                             initializer=fed_initializer(kernel))
         y = mtf.einsum([pooled, k], output_shape=mtf.Shape(dims[:2] + [out]))
         y = mtf.rename_dimension(y, out.name, CHANNELS)
         y = y + self._weight(x.mesh, "aspp_pool_conv/bias", self.weights["aspp_pool_conv/bias"])

@@ -170,3 +170,20 @@ class ChannelAffine(layers.Layer):
 
     def call(self, x):
         return x * self.scale + self.shift
+
+
+def forward_flops(model: tf.keras.Model) -> int:
+    """Multiply-add FLOPs (2 per MAC) of the convolutions in one sample's
+    forward pass; batch norm, activations and additions are left out."""
+    macs = 0
+    for layer in model.layers:
+        if not isinstance(layer, (layers.Conv2D, layers.DepthwiseConv2D, TransposedConv2x)):
+            continue
+        cin, (_, height, width, cout) = layer.input.shape[-1], layer.output.shape
+        if isinstance(layer, layers.DepthwiseConv2D):
+            macs += layer.kernel_size[0] * layer.kernel_size[1] * height * width * cout
+        elif isinstance(layer, layers.Conv2D):
+            macs += layer.kernel_size[0] * layer.kernel_size[1] * cin * height * width * cout
+        else:
+            macs += 9 * cin * (height // 2) * (width // 2) * cout     # every input pixel meets 9 taps
+    return 2 * macs

@@ -38,7 +38,14 @@ def parse_settings(settings: list[str]) -> dict:
     return overrides
 
 
+SYNTH_SAMPLES = {"cosmoflow": (1024, 256), "deepcam": (512, 128)}     # what each mini config reads
+
+
 def _cmd_synth(args: argparse.Namespace) -> int:
+    if args.benchmark in SYNTH_SAMPLES:
+        n_train, n_valid = SYNTH_SAMPLES[args.benchmark]
+        args.n_train = n_train if args.n_train is None else args.n_train
+        args.n_valid = n_valid if args.n_valid is None else args.n_valid
     if args.benchmark == "cosmoflow":
         if args.size % 32:
             raise HarnessError(f"--size {args.size} must be a multiple of 32 (five 2x poolings down to 1)")
@@ -240,8 +247,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="CosmoFlow: cube side in voxels (32, 64, 128; default 32)")
     synth.add_argument("--shape", default="96x144",
                        help="DeepCAM: HxW of each sample (default 96x144; full size 768x1152)")
-    synth.add_argument("--n-train", type=int, default=1024, help="training samples (default 1024)")
-    synth.add_argument("--n-valid", type=int, default=256, help="validation samples (default 256)")
+    synth.add_argument("--n-train", type=int, help="training samples (default: the mini config's, "
+                                                   "CosmoFlow 1024, DeepCAM 512)")
+    synth.add_argument("--n-valid", type=int, help="validation samples (default: CosmoFlow 256, DeepCAM 128)")
     synth.add_argument("--format", choices=["tfrecord", "hdf5"], default="tfrecord", help="CosmoFlow only")
     synth.add_argument("--samples-per-file", type=int, default=1, help="CosmoFlow only")
     synth.add_argument("--seed", type=int, default=0)

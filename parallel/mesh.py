@@ -15,6 +15,7 @@ interface as for Keras models.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ import tensorflow as tf
 from mlperf_hpc.benchmark import Benchmark
 from mlperf_hpc.errors import HarnessError
 from parallel.layouts import DataParallel
-from parallel.spmd_mesh import HorovodMeshImpl, mtf, required_process_sets
+from parallel.spmd_mesh import HorovodMeshImpl, initial_feed, mtf, required_process_sets
 
 BATCH_AXIS, DEPTH_AXIS, HEIGHT_AXIS = "b", "sd", "sh"
 
@@ -57,6 +58,9 @@ class MeshParallel(DataParallel):
         self.name = name
         self.split = split
         self.mesh_shape = mesh_shape(name, split, world_size())
+        # A mesh model issues a distinct collective per halo and block sum
+        # (thousands for DeepCAM); Horovod's response cache holds 1,024 by default.
+        os.environ.setdefault("HOROVOD_CACHE_CAPACITY", "16384")
         super().__init__(process_sets=required_process_sets(self.mesh_shape))
         self.group, self.depth_block, self.height_block = mtf.pnum_to_processor_coordinates(
             self.mesh_shape, self.topology.rank)
@@ -134,21 +138,22 @@ class MeshTrainer:
 
             lowering = mtf.Lowering(mesh_graph, {mesh: impl}, autostack=False)
             self.train_op = tf.group([lowering.lowered_operation(op) for op in updates])
-            # Each rank holds its group's per-sample errors: sum them locally;
-            # the layout then adds the groups' sums.
-            group_errors = lowering.tensors[errors].to_laid_out_tensor().one_slice
-            self.eval_op = tf.stack([tf.reduce_sum(group_errors),
-                                     tf.cast(tf.size(group_errors) * values_per_sample, tf.float32)])
+            # Each rank holds its group's per-sample errors; eval_sums adds
+            # those of the real samples, the layout then adds the groups'.
+            self.eval_op = tf.reshape(lowering.tensors[errors].to_laid_out_tensor().one_slice, [-1])
+            self.values_per_sample = values_per_sample
+            self.local_batch = benchmark.local_batch_size(config)
             self.export_op = lowering.copy_slices_to_masters()
             self.masters = {v.name: v.get_master() for v in mesh_graph.all_variables}
             initialise = tf.compat.v1.global_variables_initializer()
             copy_in = lowering.copy_masters_to_slices()
         self.session = tf.compat.v1.Session(graph=self.graph)
-        self.session.run(initialise)
+        self.session.run(initialise, initial_feed(self.graph))
         self.session.run(copy_in)
 
-    def _feed(self, x: tf.Tensor, y: tf.Tensor) -> dict:
-        x_block, y_block = self.model.block(x.numpy(), y.numpy(), self.layout.depth_block, self.layout.height_block)
+    def _feed(self, x: tf.Tensor | np.ndarray, y: tf.Tensor | np.ndarray) -> dict:
+        x_block, y_block = self.model.block(np.asarray(x), np.asarray(y), self.layout.depth_block,
+                                            self.layout.height_block)
         return {self.x: x_block, self.y: y_block, self.lr: self.learning_rate}
 
     def set_learning_rate(self, value: float) -> None:
@@ -158,7 +163,14 @@ class MeshTrainer:
         self.session.run(self.train_op, self._feed(x, y))
 
     def eval_sums(self, x: tf.Tensor, y: tf.Tensor) -> np.ndarray:
-        return self.session.run(self.eval_op, self._feed(x, y))
+        # The graph's batch is fixed: a last, partial validation batch is
+        # padded with zeros, and the padding's errors are left out.
+        x, y = np.asarray(x), np.asarray(y)
+        n = len(x)
+        if n < self.local_batch:
+            x, y = (np.concatenate([t, np.zeros((self.local_batch - n,) + t.shape[1:], t.dtype)]) for t in (x, y))
+        errors = self.session.run(self.eval_op, self._feed(x, y))
+        return np.array([errors[:n].sum(), n * self.values_per_sample], np.float32)
 
     def weights(self) -> list[np.ndarray]:
         """The full model's weights in Keras order (a collective: every rank calls it)."""

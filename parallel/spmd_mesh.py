@@ -26,6 +26,27 @@ from parallel.mtf_compat import mesh_tensorflow
 mtf = mesh_tensorflow()
 
 
+INITIAL_VALUES = "mlperf_hpc_initial_values"       # graph collection of (placeholder, value)
+
+
+def fed_initializer(value: Any) -> Callable:
+    """A variable initializer that takes ``value`` through a placeholder fed
+    when the variables are initialised (see ``initial_feed``). As a graph
+    constant, a large model's weights (DeepCAM's 55 M) would be copied by
+    every graph pass and the session: gigabytes per process."""
+    def initializer(shape, dtype=tf.float32, partition_info=None):
+        placeholder = tf.placeholder(dtype, value.shape)
+        tf.add_to_collection(INITIAL_VALUES, (placeholder, value))
+        return tf.reshape(placeholder, shape)
+    return initializer
+
+
+def initial_feed(graph: tf.Graph) -> dict:
+    """The feed for ``global_variables_initializer`` of a graph whose
+    variables use ``fed_initializer``."""
+    return dict(graph.get_collection(INITIAL_VALUES))
+
+
 def rank_groups(mesh_shape: Any, mesh_axes: list[int]) -> list[list[int]]:
     """The groups of ranks that differ only along ``mesh_axes``."""
     return [sorted(group) for group in mtf.processor_groups(mesh_shape, mesh_axes)]
@@ -241,6 +262,15 @@ class _SlicewiseWithWeights(mtf.SlicewiseOperation):
     axes the output is split over (a convolution kernel shared by every
     block and every data-parallel group)."""
 
+    def lower(self, lowering: Any) -> None:
+        # The function runs on identities of the input slices, and gradients
+        # are taken with respect to those: with the slices themselves,
+        # TensorFlow would also follow paths between inputs (batch norm's
+        # variance is computed from its mean), which Mesh TF adds again.
+        self.local_inputs = [tf.identity(lowering.tensors[x].to_laid_out_tensor().one_slice) for x in self.inputs]
+        impl = lowering.mesh_impl(self)
+        lowering.set_tensor_lowering(self.outputs[0], impl.LaidOutTensor([self._tf_fn(*self.local_inputs)]))
+
     def gradient(self, grad_ys: list) -> list:
         return _SummedSliceGradients(self, grad_ys).outputs
 
@@ -266,7 +296,7 @@ class _SummedSliceGradients(mtf.Operation):
         def split_axes(tensor):
             return {axis for axis in impl.tensor_layout(tensor).tensor_axis_to_mesh_axis if axis is not None}
 
-        grads = tf.gradients(ys=local(forward.outputs), xs=local(forward.inputs), grad_ys=local(self._grad_ys),
+        grads = tf.gradients(ys=local(forward.outputs), xs=forward.local_inputs, grad_ys=local(self._grad_ys),
                              unconnected_gradients=tf.UnconnectedGradients.ZERO)
         output_axes = set().union(*(split_axes(y) for y in forward.outputs))
         for out, grad, x in zip(self.outputs, grads, forward.inputs):

@@ -23,7 +23,7 @@ import tensorflow as tf  # noqa: E402
 from deepcam.benchmark import DeepCAM  # noqa: E402
 from deepcam.mesh_model import DeepCAMMesh  # noqa: E402
 from parallel.mesh import MeshParallel, named_weights  # noqa: E402
-from parallel.spmd_mesh import mtf  # noqa: E402
+from parallel.spmd_mesh import initial_feed, mtf  # noqa: E402
 from parallel.topology import parse_split  # noqa: E402
 from tests.conftest import REPO  # noqa: E402
 
@@ -77,7 +77,7 @@ with graph.as_default():
     initialise = tf.compat.v1.global_variables_initializer()
     copy_in = lowering.copy_masters_to_slices()
 with tf.compat.v1.Session(graph=graph) as session:
-    session.run(initialise)
+    session.run(initialise, initial_feed(graph))
     session.run(copy_in)
     values = session.run(fetch)
 

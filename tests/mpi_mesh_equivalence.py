@@ -18,7 +18,7 @@ import tensorflow as tf  # noqa: E402
 from cosmoflow.mesh_model import CosmoFlowMesh  # noqa: E402
 from cosmoflow.model import build_model  # noqa: E402
 from parallel.mesh import MeshParallel, named_weights  # noqa: E402
-from parallel.spmd_mesh import mtf  # noqa: E402
+from parallel.spmd_mesh import initial_feed, mtf  # noqa: E402
 from parallel.topology import parse_split  # noqa: E402
 
 split, out_path = parse_split(sys.argv[1]), sys.argv[2]
@@ -58,7 +58,7 @@ with graph.as_default():
     initialise = tf.compat.v1.global_variables_initializer()
     copy_in = lowering.copy_masters_to_slices()
 with tf.compat.v1.Session(graph=graph) as session:
-    session.run(initialise)
+    session.run(initialise, initial_feed(graph))
     session.run(copy_in)
     values = session.run(fetch)
 

@@ -65,6 +65,27 @@ def test_training_pipeline_shuffles_per_epoch_and_sees_every_sample(tmp_path):
     assert epochs[0] != epochs[1]
 
 
+def test_replicas_stage_their_blocks_and_read_the_staged_copies(tmp_path):
+    write_dataset(tmp_path / "shared", n_train=4, n_valid=2)
+    benchmark = DeepCAM()
+    config = benchmark.load_config(MINI, {"data.data_dir": str(tmp_path / "shared"), "data.sample_shape": [32, 48, 3],
+                                          "data.n_train": 4, "data.n_valid": 2, "data.batch_size": 1,
+                                          "data.stage_dir": str(tmp_path / "local")})
+    benchmark.stage(config, shard_index=1, n_shards=2)
+    staged = sorted(f"{p.parent.name}/{p.name}" for p in (tmp_path / "local").rglob("*.h5"))
+    # Replica 1 of 2 holds the second block of each split.
+    assert staged == ["train/s002.h5", "train/s003.h5", "validation/s001.h5"]
+    original = data.read_sample(str(tmp_path / "shared" / "validation" / "s001.h5"), [32, 48, 3])[0]
+    with h5py.File(tmp_path / "shared" / "validation" / "s001.h5", "a") as f:
+        f["climate/data"][...] = 0.0
+    pipelines = benchmark.pipelines(config, shard_index=1, n_shards=2, seed=0)
+    assert pipelines.train_steps == 2 and pipelines.valid_steps == 1
+    # The pipeline reads the staged copy, not the (since changed) shared file.
+    fields, _ = next(iter(pipelines.valid))
+    minval, maxval = data.read_stats(tmp_path / "shared", 3)
+    np.testing.assert_allclose(fields[0], (original - minval) / (maxval - minval), rtol=1e-6, atol=1e-6)
+
+
 def test_synthetic_labels_mark_what_the_fields_show():
     rng = np.random.default_rng(4)
     fields, labels = map(np.stack, zip(*[synth_sample(rng, 96, 144) for _ in range(8)]))
@@ -92,6 +113,17 @@ def test_generator_writes_the_reference_layout_deterministically(tmp_path):
     train = [data.read_sample(str(p), [32, 48, 16])[0] for p in sorted((tmp_path / "a" / "train").glob("*.h5"))]
     np.testing.assert_allclose(minval, np.min(train, axis=(0, 1, 2)))
     np.testing.assert_allclose(maxval, np.max(train, axis=(0, 1, 2)))
+
+
+def test_synth_command_writes_samples_and_stats_and_refuses_a_bad_shape(tmp_path):
+    result = cli("data", "synth", "deepcam", "--out", str(tmp_path / "d"), "--shape", "32x48", "--n-train", "3",
+                 "--n-valid", "2")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert len(list((tmp_path / "d" / "train").glob("*.h5"))) == 3
+    assert len(list((tmp_path / "d" / "validation").glob("*.h5"))) == 2
+    assert data.read_stats(tmp_path / "d", 16)[0].shape == (16,)
+    assert_one_error_line(cli("data", "synth", "deepcam", "--out", str(tmp_path / "e"), "--shape", "30x48"),
+                          "--shape 30x48", "multiples of 16")
 
 
 def test_model_output_shape_at_mini_and_full_size():

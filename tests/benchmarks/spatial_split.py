@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import resource
 import subprocess
 import sys
@@ -93,11 +94,25 @@ def run(name: str, layout: str, split: str | None, processes: int, threads: int,
     result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO)
     if result.returncode:
         sys.exit(f"{name} failed:\n{result.stderr[-3000:]}")
-    ranks = [json.loads(line[7:]) for line in result.stdout.splitlines() if line.startswith("RESULT ")]
+    # Ranks print at the same moment: mpirun may join their lines.
+    ranks = [json.loads(found) for found in re.findall(r"RESULT (\{[^}]*\})", result.stdout)]
     step = max(r["step_s"] for r in ranks)
     return {"name": name, "processes": processes, "threads": threads, "step_s": step,
             "samples_s": args.batch / step, "peak_mib": max(r["peak_mib"] for r in ranks),
             "activations_mib": max(r["peak_mib"] - r["built_mib"] for r in ranks)}
+
+
+def forward_flops(args: argparse.Namespace) -> float:
+    """FLOPs of one sample's forward pass (a training step costs about 3x)."""
+    if args.benchmark == "cosmoflow":
+        from cosmoflow.model import forward_flops as cosmoflow_flops
+
+        return cosmoflow_flops([args.size] * 3 + [4])
+    from deepcam.benchmark import DeepCAM
+    from deepcam.model import forward_flops as deepcam_flops
+
+    benchmark = DeepCAM()
+    return deepcam_flops(benchmark.build_model(benchmark.load_config(REPO / args.config, {})))
 
 
 def main() -> None:
@@ -121,14 +136,16 @@ def main() -> None:
         what = f"CosmoFlow reference model, {args.size}^3 x 4"
     else:
         what = f"DeepCAM {args.config}"
-    print(f"{what}, batch {args.batch}, {args.steps} timed steps, 2 cores, oneDNN on")
+    flops = forward_flops(args)
+    print(f"{what}, {flops / 1e9:.1f} GFLOP forward per sample, batch {args.batch}, {args.steps} timed steps, "
+          f"2 cores, oneDNN on")
     skipped = set(filter(None, args.skip.split(",")))
     rows = {key: run(*config, args) for key, config in CONFIGS.items() if key not in skipped}
-    print(f"{'configuration':26} {'procs x thr':>11} {'step s':>8} {'samples/s':>10} "
+    print(f"{'configuration':26} {'procs x thr':>11} {'step s':>8} {'samples/s':>10} {'GFLOP/s':>8} "
           f"{'peak MiB/proc':>14} {'step MiB/proc':>14}")
     for r in rows.values():
         print(f"{r['name']:26} {r['processes']:>5} x {r['threads']:<3} {r['step_s']:8.2f} {r['samples_s']:10.2f} "
-              f"{r['peak_mib']:14.0f} {r['activations_mib']:14.0f}")
+              f"{3 * flops * r['samples_s'] / 1e9:8.0f} {r['peak_mib']:14.0f} {r['activations_mib']:14.0f}")
     if "mesh2x1" in rows:
         split = rows["mesh2x1"]
         for key in ("mesh1x1", "keras"):
