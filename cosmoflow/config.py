@@ -2,7 +2,6 @@
 lr_schedule, train), mirroring the MLPerf HPC reference's cosmo.yaml."""
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 
 from mlperf_hpc.config import SubmissionInfo
@@ -66,6 +65,3 @@ class CosmoFlowConfig:
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     lr_schedule: LRScheduleConfig = field(default_factory=LRScheduleConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-
-    def as_dict(self) -> dict:
-        return dataclasses.asdict(self)

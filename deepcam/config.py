@@ -2,7 +2,6 @@
 lr_schedule, train), with the reference's hyperparameter names."""
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 
 from mlperf_hpc.config import SubmissionInfo
@@ -72,6 +71,3 @@ class DeepCAMConfig:
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     lr_schedule: LRScheduleConfig = field(default_factory=LRScheduleConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-
-    def as_dict(self) -> dict:
-        return dataclasses.asdict(self)

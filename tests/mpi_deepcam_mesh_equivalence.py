@@ -22,10 +22,10 @@ import tensorflow as tf  # noqa: E402
 
 from deepcam.benchmark import DeepCAM  # noqa: E402
 from deepcam.mesh_model import DeepCAMMesh  # noqa: E402
-from parallel.mesh import MeshParallel, named_weights  # noqa: E402
-from parallel.spmd_mesh import initial_feed, mtf  # noqa: E402
+from parallel.mesh import MeshParallel  # noqa: E402
 from parallel.topology import parse_split  # noqa: E402
 from tests.conftest import REPO  # noqa: E402
+from tests.mesh_harness import run_mesh_model  # noqa: E402
 
 split, out_path = parse_split(sys.argv[1]), sys.argv[2]
 benchmark = DeepCAM()
@@ -56,30 +56,7 @@ keras_gradients = [np.mean(per_group, axis=0) for per_group in zip(*keras_gradie
 trainable = [w.name.split(":")[0] for w in keras_model.trainable_variables]
 
 model = DeepCAMMesh(config, split)
-initial = named_weights(keras_model)
-graph = tf.Graph()
-with graph.as_default():
-    mesh_graph = mtf.Graph()
-    mesh = mtf.Mesh(mesh_graph, "mesh")
-    impl = layout.mesh_impl(model.layout_rules)
-    x_shape, y_shape = model.input_shapes(groups, 2)
-    x_block, y_block = model.block(x[2 * layout.group:2 * layout.group + 2], y[2 * layout.group:2 * layout.group + 2],
-                                   layout.depth_block, layout.height_block)
-    fields = mtf.import_laid_out_tensor(mesh, impl.LaidOutTensor([tf.constant(x_block)]), x_shape)
-    labels = mtf.import_laid_out_tensor(mesh, impl.LaidOutTensor([tf.constant(y_block)]), y_shape)
-    logits = model.forward(fields, initial, training=True)
-    loss = model.loss(labels, logits)
-    variables = mesh_graph.trainable_variables
-    gradients = mtf.gradients([loss], [v.outputs[0] for v in variables])
-    lowering = mtf.Lowering(mesh_graph, {mesh: impl}, autostack=False)
-    fetch = {"logits": lowering.export_to_tf_tensor(logits), "loss": lowering.export_to_tf_tensor(loss),
-             "gradients": {v.name: lowering.export_to_tf_tensor(g) for v, g in zip(variables, gradients)}}
-    initialise = tf.compat.v1.global_variables_initializer()
-    copy_in = lowering.copy_masters_to_slices()
-with tf.compat.v1.Session(graph=graph) as session:
-    session.run(initialise, initial_feed(graph))
-    session.run(copy_in)
-    values = session.run(fetch)
+values = run_mesh_model(layout, model, keras_model, x, y, local_batch=2, training=True)
 
 
 def relative(a, b):
@@ -87,8 +64,8 @@ def relative(a, b):
 
 
 # [groups, batch, hb, wb, h, w, c] -> [groups * batch, H, W, c]
-g, b, hb, wb, h, w, c = values["logits"].shape
-mesh_logits = values["logits"].transpose(0, 1, 2, 4, 3, 5, 6).reshape(g * b, hb * h, wb * w, c)
+g, b, hb, wb, h, w, c = values["outputs"].shape
+mesh_logits = values["outputs"].transpose(0, 1, 2, 4, 3, 5, 6).reshape(g * b, hb * h, wb * w, c)
 mesh_gradients = values["gradients"]
 mesh_flat = [mesh_gradients[name].reshape(k.shape) for name, k in zip(trainable, keras_gradients)]
 result = {"logits": relative(mesh_logits, keras_logits),

@@ -17,9 +17,9 @@ import tensorflow as tf  # noqa: E402
 
 from cosmoflow.mesh_model import CosmoFlowMesh  # noqa: E402
 from cosmoflow.model import build_model  # noqa: E402
-from parallel.mesh import MeshParallel, named_weights  # noqa: E402
-from parallel.spmd_mesh import initial_feed, mtf  # noqa: E402
+from parallel.mesh import MeshParallel  # noqa: E402
 from parallel.topology import parse_split  # noqa: E402
+from tests.mesh_harness import run_mesh_model  # noqa: E402
 
 split, out_path = parse_split(sys.argv[1]), sys.argv[2]
 SHAPE = [16, 16, 8, 4]
@@ -38,29 +38,7 @@ with tf.GradientTape() as tape:
 keras_gradients = [g.numpy() for g in tape.gradient(keras_loss, keras_model.trainable_variables)]
 
 model = CosmoFlowMesh(SHAPE, split, **SIZES)
-initial = named_weights(keras_model)
-graph = tf.Graph()
-with graph.as_default():
-    mesh_graph = mtf.Graph()
-    mesh = mtf.Mesh(mesh_graph, "mesh")
-    impl = layout.mesh_impl(model.layout_rules)
-    x_shape, y_shape = model.input_shapes(groups, 2)
-    group_samples = x[2 * layout.group:2 * layout.group + 2]
-    x_block = tf.constant(model.block(group_samples, y, layout.depth_block, layout.height_block)[0])
-    volumes = mtf.import_laid_out_tensor(mesh, impl.LaidOutTensor([x_block]), x_shape)
-    targets = mtf.import_tf_tensor(mesh, tf.constant(y), y_shape)
-    predictions = model.forward(volumes, initial, training=False)
-    variables = mesh_graph.trainable_variables
-    gradients = mtf.gradients([model.loss(targets, predictions)], [v.outputs[0] for v in variables])
-    lowering = mtf.Lowering(mesh_graph, {mesh: impl}, autostack=False)
-    fetch = {"predictions": lowering.export_to_tf_tensor(predictions),
-             "gradients": {v.name: lowering.export_to_tf_tensor(g) for v, g in zip(variables, gradients)}}
-    initialise = tf.compat.v1.global_variables_initializer()
-    copy_in = lowering.copy_masters_to_slices()
-with tf.compat.v1.Session(graph=graph) as session:
-    session.run(initialise, initial_feed(graph))
-    session.run(copy_in)
-    values = session.run(fetch)
+values = run_mesh_model(layout, model, keras_model, x, y, local_batch=2, training=False)
 
 
 def relative(a, b):
@@ -68,7 +46,7 @@ def relative(a, b):
 
 
 mesh_gradients = model.keras_weights(values["gradients"])
-result = {"outputs": relative(values["predictions"], keras_predictions.numpy()),
+result = {"outputs": relative(values["outputs"], keras_predictions.numpy()),
           "gradients": [relative(m, k) for m, k in zip(mesh_gradients, keras_gradients)],
           "gradient_shapes_match": all(m.shape == k.shape for m, k in zip(mesh_gradients, keras_gradients)),
           "processes": layout.topology.size, "groups": groups}
