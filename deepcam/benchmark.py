@@ -161,9 +161,9 @@ class DeepCAM(Benchmark):
         if steps < 1:
             raise HarnessError(f"data.n_train={d.n_train} gives no full batch of {d.batch_size} on each of "
                                f"{n_shards} replicas: raise n_train or lower batch_size")
-        stats = data.read_stats(d.data_dir, d.sample_shape[2])
         train_files = self._local_files(config, "train", shard_index, n_shards)
         valid_files = self._local_files(config, "validation", shard_index, n_shards)
+        stats = data.read_stats(d.data_dir, d.sample_shape[2])
         # One sample up front: a wrong shape or missing labels is one clear
         # line rather than a failure inside the first training step.
         data.read_sample(train_files[0], d.sample_shape)
