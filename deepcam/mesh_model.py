@@ -52,6 +52,8 @@ class DeepCAMMesh:
         self.split = split
         self.sample_shape = list(config.data.sample_shape)
         keras_model.check_shape(*self.sample_shape[:2], split)
+        self.weights: dict[str, np.ndarray] = {}        # Keras initial values, by weight name
+        self.training = False                            # which pass ``forward`` is building
         self._keras_names: list[str] = []
         self._state_updates: list = []
 
@@ -74,9 +76,11 @@ class DeepCAMMesh:
     # --- layers -------------------------------------------------------------
 
     def _weight(self, mesh: Any, name: str, value: np.ndarray, trainable: bool = True) -> Any:
+        """A replicated variable named as the Keras weight; vectors carry the
+        channel dimension so that they broadcast over activations."""
         dims = [mtf.Dimension(f"{name.replace('/', '_')}_{i}", size) for i, size in enumerate(value.shape)]
         if value.ndim == 1:
-            dims = [mtf.Dimension(CHANNELS, value.shape[0])]       # broadcasts over activations
+            dims = [mtf.Dimension(CHANNELS, value.shape[0])]
         return mtf.get_variable(mesh, name, dims, initializer=fed_initializer(value), trainable=trainable)
 
     def _halo(self, x: Any, halo: int) -> Any:
