@@ -1,67 +1,104 @@
 """CosmoFlow config schema (YAML sections: mlperf, data, model, optimizer,
-lr_schedule, train), mirroring the MLPerf HPC reference's cosmo.yaml."""
+lr_schedule, train), mirroring the MLPerf HPC reference's cosmo.yaml, with
+the valid range of every value and the rules that span values."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from mlperf_hpc.config import SubmissionInfo
+from core import config as base
+from core.config import ranged
+from core.errors import HarnessError
 
 
 @dataclass
-class DataConfig:
+class DataConfig(base.DataConfig):
     data_dir: str = "data/cosmoflow"
-    format: str = "tfrecord"          # tfrecord (reference) or hdf5
-    compression: str | None = "GZIP"  # of the TFRecords; null for uncompressed
-    n_train: int = 524288
-    n_valid: int = 65536
-    samples_per_file: int = 1
-    sample_shape: list[int] = field(default_factory=lambda: [128, 128, 128, 4])
-    batch_size: int = 4               # per data-parallel replica
-    n_epochs: int = 128
+    format: str = ranged("tfrecord", one_of=("tfrecord", "hdf5"))   # tfrecord: the reference
+    compression: str | None = ranged("GZIP", one_of=("GZIP", "ZLIB"))  # of the TFRecords; null: none
+    n_train: int = ranged(524288, minimum=1)
+    n_valid: int = ranged(65536, minimum=1)
+    samples_per_file: int = ranged(1, minimum=1)
+    sample_shape: list[int] = ranged(factory=lambda: [128, 128, 128, 4], minimum=1, length=4)  # D, H, W, C
+    batch_size: int = ranged(4, minimum=1)
+    n_epochs: int = ranged(128, minimum=1)
     apply_log: bool = True            # log(x + 1), as the reference
-    shuffle: bool = True
-    prefetch: int = 4
-    n_parallel_reads: int = 4
-    stage_dir: str | None = None      # node-local copy of this rank's shard
+    prefetch: int = ranged(4, minimum=1)
+    n_parallel_reads: int = ranged(4, minimum=1)
 
 
 @dataclass
 class ModelConfig:
-    kernel_size: int = 3              # 2 in the v0.7 model
-    conv_size: int = 32               # channels of the first conv; doubled per layer
-    n_conv_layers: int = 5
-    fc1_size: int = 128
-    fc2_size: int = 64
-    dropout: float = 0.5
-    l2: float = 0.0                   # on dense kernels; logged as opt_weight_decay
+    kernel_size: int = ranged(3, minimum=1)      # 2 in the v0.7 model
+    conv_size: int = ranged(32, minimum=1)       # channels of the first conv; doubled per layer
+    n_conv_layers: int = ranged(5, minimum=1)
+    fc1_size: int = ranged(128, minimum=1)
+    fc2_size: int = ranged(64, minimum=1)
+    dropout: float = ranged(0.5, minimum=0, below=1)
+    l2: float = ranged(0.0, minimum=0)           # on dense kernels; logged as opt_weight_decay
 
 
 @dataclass
 class OptimizerConfig:
-    name: str = "SGD"
-    momentum: float = 0.9
+    name: str = ranged("SGD", one_of=("SGD",))   # the closed division's optimizer
+    momentum: float = ranged(0.9, minimum=0, below=1)
 
 
 @dataclass
 class LRScheduleConfig:
-    base_lr: float = 0.001
-    base_batch_size: int = 64
-    scaling: str = "linear"           # linear or sqrt
-    n_warmup_epochs: int = 4
-    decay_schedule: dict[int, float] = field(default_factory=lambda: {32: 0.25, 64: 0.125})
+    base_lr: float = ranged(0.001, above=0)
+    base_batch_size: int = ranged(64, minimum=1)
+    scaling: str = ranged("linear", one_of=("linear", "sqrt"))
+    n_warmup_epochs: int = ranged(4, minimum=0)
+    # epoch -> factor of the peak rate from the epoch after it on
+    decay_schedule: dict[int, float] = ranged(factory=lambda: {32: 0.25, 64: 0.125}, above=0, maximum=1,
+                                              keys=base.Valid(minimum=1))
 
 
 @dataclass
-class TrainConfig:
-    target_mae: float = 0.124
-    seed: int | None = None            # null: a fresh seed per run
+class TrainConfig(base.TrainConfig):
+    target: float = ranged(0.124, minimum=0)     # val MAE
 
 
 @dataclass
-class CosmoFlowConfig:
-    mlperf: SubmissionInfo = field(default_factory=SubmissionInfo)
+class CosmoFlowConfig(base.BenchmarkConfig):
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     lr_schedule: LRScheduleConfig = field(default_factory=LRScheduleConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+
+    def validate(self, source: str) -> None:
+        check_pooling(self.data.sample_shape[:3], self.model.n_conv_layers)
+
+    def check_run(self, split: tuple[int, int], data_groups: int) -> None:
+        d = self.data
+        for axis, (size, parts) in enumerate(zip(d.sample_shape[:2], split)):
+            if size % parts:
+                raise HarnessError(f"the spatial split {split[0]}x{split[1]} does not divide the volume "
+                                   f"{'x'.join(map(str, d.sample_shape[:3]))} along axis {axis} ({size} % {parts}): "
+                                   f"choose a split that divides it")
+        global_batch = d.batch_size * data_groups
+        if d.n_train % global_batch or d.n_train % (data_groups * d.samples_per_file):
+            raise HarnessError(f"data.n_train={d.n_train} is not divisible by the global batch {global_batch} "
+                               f"({data_groups} replicas x {d.batch_size}): change n_train or batch_size")
+
+
+def check_pooling(spatial: list[int], n_conv_layers: int, split: list[int] | None = None) -> None:
+    """Refuse shapes some layer cannot take: every conv layer's input must
+    halve by pooling, and when the volume is split across processes each
+    process's block must too (pooling stays inside a block)."""
+    split = split or [1] * len(spatial)
+    for layer in range(n_conv_layers):
+        sizes = [s // 2 ** layer for s in spatial]
+        for axis, (size, parts) in enumerate(zip(sizes, split)):
+            if size % parts == 0 and (size // parts) % 2 == 0:
+                continue
+            where = f"conv layer {layer + 1} sees a {'x'.join(map(str, sizes))} volume"
+            if parts == 1:
+                problem = f"axis {axis} size {size} is not divisible by 2"
+            elif size % parts:
+                problem = f"the split {parts} does not divide axis {axis} size {size}"
+            else:
+                problem = f"the split {parts} leaves blocks of {size // parts} on axis {axis}, which pooling cannot halve"
+            raise HarnessError(f"{where}; {problem}: use a volume side divisible by "
+                               f"{2 ** n_conv_layers * max(split)}, a smaller split or fewer conv layers")

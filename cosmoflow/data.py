@@ -14,16 +14,14 @@ parsed, ``log(x + 1)``-normalised, repeated, batched and prefetched.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
 import numpy as np
 import tensorflow as tf
 
-from mlperf_hpc.errors import HarnessError
-
-SPLITS = ("train", "validation")
+from core.benchmark import SplitPipeline
+from core.errors import HarnessError
 SUFFIX = {"tfrecord": ".tfrecord", "hdf5": ".h5"}
 N_TARGETS = 4
 
@@ -67,11 +65,6 @@ def list_files(data_dir: str | Path, split: str, fmt: str, n_samples: int, sampl
     return files[:n_files]
 
 
-def shard(files: list[str], n_shards: int, index: int) -> list[str]:
-    """This replica's fixed share of the files (round robin)."""
-    return files[index::n_shards]
-
-
 def read_file(path: str, fmt: str, compression: str | None) -> tuple[np.ndarray, np.ndarray]:
     """All samples of one file as numpy arrays (volumes flat int16, targets)."""
     if fmt == "hdf5":
@@ -103,20 +96,7 @@ def check_file(path: str, fmt: str, compression: str | None, sample_shape: list[
             raise HarnessError(f"sample in {path} has {np.size(target)} targets, expected {N_TARGETS}")
 
 
-def find_bad_file(files: list[str], fmt: str, compression: str | None, sample_shape: list[int]) -> None:
-    """Scan files for the one that broke the pipeline; raises its error."""
-    for path in files:
-        check_file(path, fmt, compression, sample_shape)
-
-
 # --- the pipeline --------------------------------------------------------------
-
-@dataclass
-class SplitPipeline:
-    dataset: tf.data.Dataset
-    files: list[str]
-    steps: int        # batches per epoch on this replica
-
 
 def _parse_tfrecord(record: tf.Tensor, sample_shape: list[int]) -> tuple[tf.Tensor, tf.Tensor]:
     features = tf.io.parse_single_example(record, {

@@ -19,8 +19,9 @@ from typing import Any
 import numpy as np
 import tensorflow.compat.v1 as tf
 
-from cosmoflow.model import LEAKY_ALPHA, check_pooling
-from mlperf_hpc.errors import HarnessError
+from cosmoflow.config import check_pooling
+from cosmoflow.model import LEAKY_ALPHA
+from core.errors import HarnessError
 from parallel.mtf_compat import mesh_tensorflow
 from parallel.spmd_mesh import fed_initializer
 

@@ -8,30 +8,9 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from mlperf_hpc.errors import HarnessError
+from cosmoflow.config import check_pooling
 
 LEAKY_ALPHA = 0.3  # Keras' LeakyReLU default, as in the reference
-
-
-def check_pooling(spatial: list[int], n_conv_layers: int, split: list[int] | None = None) -> None:
-    """Refuse shapes some layer cannot take: every conv layer's input must
-    halve by pooling, and when the volume is split across processes each
-    process's block must too (pooling stays inside a block)."""
-    split = split or [1] * len(spatial)
-    for layer in range(n_conv_layers):
-        sizes = [s // 2 ** layer for s in spatial]
-        for axis, (size, parts) in enumerate(zip(sizes, split)):
-            if size % parts == 0 and (size // parts) % 2 == 0:
-                continue
-            where = f"conv layer {layer + 1} sees a {'x'.join(map(str, sizes))} volume"
-            if parts == 1:
-                problem = f"axis {axis} size {size} is not divisible by 2"
-            elif size % parts:
-                problem = f"the split {parts} does not divide axis {axis} size {size}"
-            else:
-                problem = f"the split {parts} leaves blocks of {size // parts} on axis {axis}, which pooling cannot halve"
-            raise HarnessError(f"{where}; {problem}: use a volume side divisible by "
-                               f"{2 ** n_conv_layers * max(split)}, a smaller split or fewer conv layers")
 
 
 def build_model(input_shape: list[int], target_size: int = 4, kernel_size: int = 3, conv_size: int = 32,

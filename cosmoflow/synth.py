@@ -16,13 +16,12 @@ parameters from N-body volumes. Deterministic given the seed.
 """
 from __future__ import annotations
 
-import multiprocessing
-import os
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
+
+from core.errors import HarnessError
+from core.synth_pool import run_pool
 
 N_CHANNELS = 4          # redshifts, as in the reference volumes
 SMOOTHING_VOXELS = 0.6  # Gaussian cut-off of P(k), keeps the slope visible
@@ -59,9 +58,8 @@ def synth_volume(p: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarr
     return volume
 
 
-def _write_file(job: tuple) -> int:
-    """Write one file of samples; seeded by (seed, split, file index) so the
-    output does not depend on how many workers share the job."""
+def _write_file(job: tuple) -> None:
+    """Write one file of samples; seeded by (seed, split, file index)."""
     from cosmoflow import data  # TensorFlow is only needed when writing
 
     path, split_index, file_index, count, size, fmt, seed, compression = job
@@ -74,7 +72,6 @@ def _write_file(job: tuple) -> int:
     else:
         data.write_hdf5(tmp, volumes, targets)
     tmp.replace(path)  # a killed generator never leaves a half-written file
-    return count
 
 
 def generate(out: str | Path, size: int, n_train: int, n_valid: int, fmt: str = "tfrecord",
@@ -92,14 +89,16 @@ def generate(out: str | Path, size: int, n_train: int, n_valid: int, fmt: str = 
             count = min(samples_per_file, n_samples - i * samples_per_file)
             path = out / split / f"cosmo_{split}_{i:06d}{SUFFIX[fmt]}"
             jobs.append((str(path), split_index, i, count, size, fmt, seed, compression))
-    workers = workers or len(os.sched_getaffinity(0))
-    start, done = time.time(), 0
-    # spawn, not fork: the parent may already hold TensorFlow's threads.
-    with multiprocessing.get_context("spawn").Pool(workers) as pool:
-        for n, count in enumerate(pool.imap_unordered(_write_file, jobs, chunksize=4), 1):
-            done += count
-            if progress and (n % max(1, len(jobs) // 10) == 0 or n == len(jobs)):
-                rate = done / (time.time() - start)
-                print(f"synth cosmoflow: {n}/{len(jobs)} files, {rate:.0f} samples/s, "
-                      f"ETA {(n_train + n_valid - done) / rate:.0f}s", file=sys.stderr, flush=True)
+    for _ in run_pool("cosmoflow", _write_file, jobs, progress, workers):
+        pass
     return out
+
+
+def synthesise(out: str | Path, n_train: int, n_valid: int, seed: int, options: dict, progress: bool = True) -> str:
+    """``mlperf-hpc data synth cosmoflow``: the dataset, and what was written."""
+    size = options["size"]
+    if size % 32:
+        raise HarnessError(f"--size {size} must be a multiple of 32: the model pools the volume five times")
+    path = generate(out, size, n_train, n_valid, options["format"], options["samples_per_file"], seed,
+                    progress=progress)
+    return f"wrote {n_train} train + {n_valid} validation {size}^3x4 samples ({options['format']}) to {path}"

@@ -1,73 +1,100 @@
 """DeepCAM config schema (YAML sections: mlperf, data, model, optimizer,
-lr_schedule, train), with the reference's hyperparameter names."""
+lr_schedule, train), with the reference's hyperparameter names, the valid
+range of every value and the rules that span values."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from mlperf_hpc.config import SubmissionInfo
+from core import config as base
+from core.config import ranged
+from core.errors import HarnessError
+
+OUTPUT_STRIDE = 16           # the encoder halves H and W four times
 
 
 @dataclass
-class DataConfig:
+class DataConfig(base.DataConfig):
     data_dir: str = "data/deepcam-full"
-    n_train: int = 121266
-    n_valid: int = 15158
-    sample_shape: list[int] = field(default_factory=lambda: [768, 1152, 16])   # H, W, C
-    batch_size: int = 2               # per data-parallel replica
-    n_epochs: int = 64
-    shuffle: bool = True
-    prefetch: int = 2
-    n_parallel_reads: int = 4
-    stage_dir: str | None = None      # node-local copy of this rank's shard
+    n_train: int = ranged(121266, minimum=1)
+    n_valid: int = ranged(15158, minimum=1)
+    sample_shape: list[int] = ranged(factory=lambda: [768, 1152, 16], minimum=1, length=3)   # H, W, C
+    batch_size: int = ranged(2, minimum=1)
+    n_epochs: int = ranged(64, minimum=1)
+    prefetch: int = ranged(2, minimum=1)
+    n_parallel_reads: int = ranged(4, minimum=1)
 
 
 @dataclass
 class ModelConfig:
     """DeepLabV3+ with an Xception-style encoder at output stride 16."""
-    entry_channels: list[int] = field(default_factory=lambda: [32, 64])
-    block_channels: list[int] = field(default_factory=lambda: [128, 256, 728])   # each halves H and W
-    n_middle_blocks: int = 16
-    exit_channels: list[int] = field(default_factory=lambda: [1024, 1536, 1536, 2048])
-    exit_dilation: int = 2
-    aspp_channels: int = 256
-    aspp_rates: list[int] = field(default_factory=lambda: [6, 12, 18])
-    low_level_channels: int = 48
-    decoder_channels: int = 256
+    entry_channels: list[int] = ranged(factory=lambda: [32, 64], minimum=1, length=2)
+    block_channels: list[int] = ranged(factory=lambda: [128, 256, 728], minimum=1, length=3)   # each halves H, W
+    n_middle_blocks: int = ranged(16, minimum=0)
+    exit_channels: list[int] = ranged(factory=lambda: [1024, 1536, 1536, 2048], minimum=1, length=4)
+    exit_dilation: int = ranged(2, minimum=1)
+    aspp_channels: int = ranged(256, minimum=1)
+    aspp_rates: list[int] = ranged(factory=lambda: [6, 12, 18], minimum=1)
+    low_level_channels: int = ranged(48, minimum=1)
+    decoder_channels: int = ranged(256, minimum=1)
 
 
 @dataclass
 class OptimizerConfig:
-    name: str = "LAMB"                # LAMB, AdamW or Adam
-    lr: float = 0.0055
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
-    eps: float = 1.0e-6
-    weight_decay: float = 0.01
-    max_grad_norm: float = 1.0        # LAMB's global gradient clipping
-    gradient_accumulation_frequency: int = 1
+    name: str = ranged("LAMB", one_of=("LAMB", "AdamW", "Adam"))
+    lr: float = ranged(0.0055, above=0)
+    betas: list[float] = ranged(factory=lambda: [0.9, 0.999], minimum=0, below=1, length=2)
+    eps: float = ranged(1.0e-6, above=0)
+    weight_decay: float = ranged(0.01, minimum=0)
+    max_grad_norm: float = ranged(1.0, above=0)    # LAMB's global gradient clipping
+    gradient_accumulation_frequency: int = ranged(1, minimum=1)
 
 
 @dataclass
 class LRScheduleConfig:
-    type: str = "multistep"           # multistep or cosine_annealing
-    warmup_steps: int = 400
-    warmup_factor: float = 1.0
-    milestones: list[int] = field(default_factory=lambda: [800])   # steps after warmup
-    decay_rate: float = 0.1
-    t_max: int = 8000                 # cosine_annealing: steps after warmup
-    eta_min: float = 0.0
+    type: str = ranged("multistep", one_of=("multistep", "cosine_annealing"))
+    warmup_steps: int = ranged(400, minimum=0)
+    warmup_factor: float = ranged(1.0, minimum=1)    # the rules ask for >= 1
+    milestones: list[int] = ranged(factory=lambda: [800], minimum=1)   # steps after warmup
+    decay_rate: float = ranged(0.1, above=0, maximum=1)
+    t_max: int = ranged(8000, minimum=1)             # cosine_annealing: steps after warmup
+    eta_min: float = ranged(0.0, minimum=0)
 
 
 @dataclass
-class TrainConfig:
-    target_iou: float = 0.82
-    seed: int | None = None            # null: a fresh seed per run
+class TrainConfig(base.TrainConfig):
+    target: float = ranged(0.82, minimum=0, maximum=1)    # val IoU
 
 
 @dataclass
-class DeepCAMConfig:
-    mlperf: SubmissionInfo = field(default_factory=SubmissionInfo)
+class DeepCAMConfig(base.BenchmarkConfig):
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     lr_schedule: LRScheduleConfig = field(default_factory=LRScheduleConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+
+    def validate(self, source: str) -> None:
+        check_shape(*self.data.sample_shape[:2])
+        if self.optimizer.gradient_accumulation_frequency != 1:
+            raise HarnessError(f"config {source}: optimizer.gradient_accumulation_frequency="
+                               f"{self.optimizer.gradient_accumulation_frequency} is not supported; use 1 and a "
+                               f"larger batch")
+
+    def check_run(self, split: tuple[int, int], data_groups: int) -> None:
+        check_shape(*self.data.sample_shape[:2], split)
+        d = self.data
+        if (d.n_train // data_groups) // d.batch_size < 1:
+            raise HarnessError(f"data.n_train={d.n_train} gives no full batch of {d.batch_size} on each of "
+                               f"{data_groups} replicas: raise n_train or lower batch_size")
+
+
+def check_shape(height: int, width: int, split: tuple[int, int] = (1, 1)) -> None:
+    """The encoder halves H and W four times and the decoder doubles them
+    back: each (block of a) side must divide by the output stride."""
+    for axis, size, parts in (("height", height, split[0]), ("width", width, split[1])):
+        if size % parts:
+            raise HarnessError(f"the split {parts} does not divide the {axis} {size}: choose a split that does")
+        if (size // parts) % OUTPUT_STRIDE:
+            what = f"{axis} {size}" + (f" split {parts} ways (blocks of {size // parts})" if parts > 1 else "")
+            raise HarnessError(f"{what} is not a multiple of the output stride {OUTPUT_STRIDE}: use a size "
+                               f"(or split) whose blocks are multiples of {OUTPUT_STRIDE}")

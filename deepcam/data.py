@@ -13,20 +13,18 @@ can stage exactly its files); each replica shuffles its block every epoch.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
 import numpy as np
 import tensorflow as tf
 
-from mlperf_hpc.errors import HarnessError
-
-SPLITS = ("train", "validation")
+from core.benchmark import SplitPipeline
+from core.errors import HarnessError
+from deepcam.objective import N_CLASSES
 DATA_KEY, LABELS_KEY = "climate/data", "climate/labels_0"
 MIN_KEY, MAX_KEY = "climate/minval", "climate/maxval"
 STATS_FILE = "stats.h5"
-N_CLASSES = 3
 
 
 # --- writing -----------------------------------------------------------------
@@ -111,26 +109,7 @@ def list_files(data_dir: str | Path, split: str, n_samples: int) -> list[str]:
     return files[:n_samples]
 
 
-def shard(files: list[str], n_shards: int, index: int) -> list[str]:
-    """This replica's contiguous block of the files (sizes differ by at most one)."""
-    bounds = np.linspace(0, len(files), n_shards + 1).round().astype(int)
-    return files[bounds[index]:bounds[index + 1]]
-
-
-def find_bad_file(files: list[str], sample_shape: list[int]) -> None:
-    """Scan files for the one that broke the pipeline; raises its error."""
-    for path in files:
-        read_sample(path, sample_shape)
-
-
 # --- the pipeline --------------------------------------------------------------
-
-@dataclass
-class SplitPipeline:
-    dataset: tf.data.Dataset
-    files: list[str]
-    steps: int        # batches per epoch on this replica
-
 
 def make_pipeline(files: list[str], sample_shape: list[int], stats: tuple[np.ndarray, np.ndarray],
                   batch_size: int, training: bool, shuffle: bool, prefetch: int, n_parallel_reads: int,

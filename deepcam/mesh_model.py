@@ -21,8 +21,8 @@ import numpy as np
 import tensorflow.compat.v1 as tf
 
 from deepcam import model as keras_model
-from deepcam.benchmark import weighted_cross_entropy
-from deepcam.config import DeepCAMConfig
+from deepcam.config import DeepCAMConfig, check_shape
+from deepcam.objective import N_CLASSES, weighted_cross_entropy
 from deepcam.optimizers import TensorOps, adam_family_update
 from parallel.mtf_compat import mesh_tensorflow
 from parallel.spmd_mesh import fed_initializer, slicewise_with_weights
@@ -30,7 +30,6 @@ from parallel.spmd_mesh import fed_initializer, slicewise_with_weights
 mtf = mesh_tensorflow()
 
 GROUPS, BATCH, H_BLOCKS, W_BLOCKS, H, W, CHANNELS = "groups", "batch", "h_blocks", "w_blocks", "h", "w", "c"
-N_CLASSES = keras_model.N_CLASSES
 
 
 def _nhwc(t: tf.Tensor) -> tf.Tensor:
@@ -51,7 +50,7 @@ class DeepCAMMesh:
         self.config = config
         self.split = split
         self.sample_shape = list(config.data.sample_shape)
-        keras_model.check_shape(*self.sample_shape[:2], split)
+        check_shape(*self.sample_shape[:2], split)
         self.weights: dict[str, np.ndarray] = {}        # Keras initial values, by weight name
         self.training = False                            # which pass ``forward`` is building
         self._keras_names: list[str] = []

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from mlperf_hpc.errors import HarnessError
+from core.errors import HarnessError
+from deepcam.config import OUTPUT_STRIDE, check_shape
+from deepcam.objective import N_CLASSES
 
-N_CLASSES = 3
-OUTPUT_STRIDE = 16
 BN_MOMENTUM, BN_EPSILON = 0.9, 1e-5          # Keras momentum = 1 - PyTorch's 0.1
 layers = tf.keras.layers
 
@@ -93,18 +93,6 @@ def xception_block(x, filters: int, reps: int, stride: int = 1, dilation: int = 
         h = separable(h, out, stride if i == reps - 1 else 1, dilation, name=f"{name}_sep{i + 1}")
         h = batch_norm(h, f"{name}_sep{i + 1}_bn")
     return layers.Add()([h, skip])
-
-
-def check_shape(height: int, width: int, split: tuple[int, int] = (1, 1)) -> None:
-    """The encoder halves H and W four times and the decoder doubles them
-    back: each (block of a) side must divide by the output stride."""
-    for axis, size, parts in (("height", height, split[0]), ("width", width, split[1])):
-        if size % parts:
-            raise HarnessError(f"the split {parts} does not divide the {axis} {size}: choose a split that does")
-        if (size // parts) % OUTPUT_STRIDE:
-            what = f"{axis} {size}" + (f" split {parts} ways (blocks of {size // parts})" if parts > 1 else "")
-            raise HarnessError(f"{what} is not a multiple of the output stride {OUTPUT_STRIDE}: use a size "
-                               f"(or split) whose blocks are multiples of {OUTPUT_STRIDE}")
 
 
 def build_model(sample_shape: list[int], entry_channels: list[int], block_channels: list[int],

@@ -20,13 +20,13 @@ Deterministic given the seed; sizes scale with the resolution.
 """
 from __future__ import annotations
 
-import multiprocessing
-import os
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
+
+from core.errors import HarnessError
+from core.synth_pool import run_pool
+from deepcam.config import check_shape
 
 CHANNELS = ["TMQ", "U850", "V850", "UBOT", "VBOT", "QREFHT", "PS", "PSL", "T200", "T500", "PRECT", "TS",
             "TREFHT", "Z1000", "Z200", "ZBOT"]
@@ -116,9 +116,8 @@ def synth_sample(rng: np.random.Generator, height: int, width: int) -> tuple[np.
 
 
 def _write_file(job: tuple) -> tuple[np.ndarray, np.ndarray]:
-    """Write one sample file; seeded by (seed, split, index), so the output
-    does not depend on how many workers share the job. Returns the sample's
-    per-channel min and max for stats.h5."""
+    """Write one sample file, seeded by (seed, split, index); returns the
+    sample's per-channel min and max for stats.h5."""
     from deepcam.data import write_sample
 
     path, split_index, index, height, width, seed = job
@@ -142,18 +141,30 @@ def generate(out: str | Path, height: int, width: int, n_train: int, n_valid: in
         (out / split).mkdir(parents=True, exist_ok=True)
         for i in range(n_samples):
             jobs.append((str(out / split / f"data-{split}-{i:06d}.h5"), split_index, i, height, width, seed))
-    workers = workers or len(os.sched_getaffinity(0))
     minval = np.full(len(CHANNELS), np.inf, np.float32)
     maxval = np.full(len(CHANNELS), -np.inf, np.float32)
-    start = time.time()
-    # spawn, not fork: the parent may already hold TensorFlow's threads.
-    with multiprocessing.get_context("spawn").Pool(workers) as pool:
-        for n, (low, high) in enumerate(pool.imap(_write_file, jobs, chunksize=4), 1):
-            if n <= n_train:
-                minval, maxval = np.minimum(minval, low), np.maximum(maxval, high)
-            if progress and (n % max(1, len(jobs) // 10) == 0 or n == len(jobs)):
-                rate = n / (time.time() - start)
-                print(f"synth deepcam: {n}/{len(jobs)} samples, {rate:.1f} samples/s, "
-                      f"ETA {(len(jobs) - n) / rate:.0f}s", file=sys.stderr, flush=True)
+    for n, (low, high) in enumerate(run_pool("deepcam", _write_file, jobs, progress, workers), 1):
+        if n <= n_train:
+            minval, maxval = np.minimum(minval, low), np.maximum(maxval, high)
     write_stats(out / STATS_FILE, minval, maxval)
     return out
+
+
+def parse_shape(text: str) -> tuple[int, int]:
+    """``--shape HxW``, each side a positive multiple of the output stride."""
+    parts = text.lower().split("x")
+    if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise HarnessError(f"--shape '{text}' must look like HxW, e.g. 96x144 (full size 768x1152)")
+    height, width = int(parts[0]), int(parts[1])
+    try:
+        check_shape(height, width)
+    except HarnessError as err:
+        raise HarnessError(f"--shape {text}: {err}") from None
+    return height, width
+
+
+def synthesise(out: str | Path, n_train: int, n_valid: int, seed: int, options: dict, progress: bool = True) -> str:
+    """``mlperf-hpc data synth deepcam``: the dataset, and what was written."""
+    height, width = parse_shape(options["shape"])
+    path = generate(out, height, width, n_train, n_valid, seed, progress)
+    return f"wrote {n_train} train + {n_valid} validation {height}x{width}x16 samples and stats.h5 to {path}"

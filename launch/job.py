@@ -8,13 +8,12 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.errors import HarnessError
 from launch.system import System
-from parallel.topology import parse_split
-from mlperf_hpc.errors import HarnessError
+from parallel.topology import data_groups, layout_split
 
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 ELAPSE = re.compile(r"^(\d{1,3}):([0-5]\d):([0-5]\d)$")
-LAYOUTS = ("data", "spatial", "hybrid")
 
 
 def elapse_seconds(text: str) -> int:
@@ -60,16 +59,13 @@ class JobSpec:
         return self.nodes * self.instances
 
     @property
-    def split(self) -> tuple[int, ...]:
-        return parse_split(self.spatial) if self.layout in ("spatial", "hybrid") else (1, 1)
+    def split(self) -> tuple[int, int]:
+        return layout_split(self.layout, self.spatial)
 
     @property
     def group_size(self) -> int:
         """Processes that share one sample."""
-        size = 1
-        for part in self.split:
-            size *= part
-        return size
+        return self.split[0] * self.split[1]
 
     @property
     def scaling(self) -> str:
@@ -97,8 +93,7 @@ class JobSpec:
             raise HarnessError(f"group {self.group!r} may only contain letters, digits, '.', '_' and '-'")
         if s.group_required and not self.group:
             raise HarnessError(f"{s.name} charges jobs to a group: pass --group GROUP")
-        if self.layout not in LAYOUTS:
-            raise HarnessError(f"unknown layout '{self.layout}': use one of {', '.join(LAYOUTS)}")
+        split = self.split
         if self.nodes < 1:
             raise HarnessError(f"--nodes must be at least 1, got {self.nodes}")
         if self.instances < 1:
@@ -115,14 +110,10 @@ class JobSpec:
                                f"'{self.rscgrp}' on {s.name}")
         if not 1 <= self.ppn <= s.max_procs_per_node:
             raise HarnessError(f"{self.ppn} processes per node is outside 1..{s.max_procs_per_node} on {s.name}")
-        if self.layout == "spatial" and not self.spatial:
-            raise HarnessError("the spatial layout needs --spatial DxH, e.g. --spatial 4x1")
-        if self.processes % self.group_size:
-            raise HarnessError(f"spatial split {self.spatial} ({self.group_size} processes per sample) does not "
-                               f"divide the {self.processes} processes ({self.nodes} nodes x {self.ppn} per node)")
-        if self.layout == "spatial" and self.processes != self.group_size:
-            raise HarnessError(f"the spatial layout runs exactly {self.group_size} processes for split "
-                               f"{self.spatial}, not {self.processes}: use --layout hybrid for more")
+        try:
+            data_groups(self.layout, split, self.processes)
+        except HarnessError as err:
+            raise HarnessError(f"{err} ({self.nodes} nodes x {self.ppn} per node)") from None
         if self.node_topology not in (None, "torus", "mesh", "noncont"):
             raise HarnessError(f"node topology '{self.node_topology}' must be torus, mesh or noncont")
         if self.node_topology == "noncont" and self.node_shape:

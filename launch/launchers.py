@@ -11,7 +11,7 @@ from __future__ import annotations
 import shlex
 
 from launch.job import JobSpec
-from mlperf_hpc.errors import HarnessError
+from core.errors import HarnessError
 
 
 def snake_order(shape: list[int]) -> list[tuple[int, ...]]:

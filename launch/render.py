@@ -11,6 +11,7 @@ from pathlib import Path
 from launch.job import JobSpec
 from launch.launchers import get_launcher
 from launch.schedulers import get_scheduler
+from parallel.topology import SPLIT_LAYOUTS
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -34,7 +35,7 @@ class RenderedJob:
 def program(job: JobSpec, instance: int) -> list[str]:
     """The training command one instance's ranks run."""
     words = ["python", "-m", "mlperf_hpc.cli", "train", job.benchmark, "--layout", job.layout]
-    if job.layout in ("spatial", "hybrid"):
+    if job.layout in SPLIT_LAYOUTS:
         words += ["--spatial", job.spatial]
     if job.config:
         words += ["--config", job.config]

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 
 from launch.job import JobSpec
-from mlperf_hpc.errors import HarnessError
+from core.errors import HarnessError
 
 
 @dataclass

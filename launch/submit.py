@@ -13,8 +13,8 @@ from launch.job import JobSpec
 from launch.render import render
 from launch.schedulers import JobState, get_scheduler
 from launch.system import System
-from mlperf_hpc.errors import HarnessError
-from mlperf_hpc.runlog import read_run_log
+from core.errors import HarnessError
+from core.runlog import read_run_log
 
 
 def _run(command: list[str]) -> str:

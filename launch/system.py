@@ -4,8 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mlperf_hpc.config import load_config
-from mlperf_hpc.errors import HarnessError
+from core.config import load_config
+from core.errors import HarnessError
 
 SYSTEMS_DIR = Path(__file__).parent / "systems"
 

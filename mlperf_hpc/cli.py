@@ -1,7 +1,7 @@
 """The ``mlperf-hpc`` command line.
 
 Subcommands import TensorFlow only when they need it, after the process-level
-settings in ``mlperf_hpc.runtime`` are made. Every user error ends as one line
+settings in ``core.runtime`` are made. Every user error ends as one line
 ``mlperf-hpc: error: ...`` and exit status 2, never a traceback.
 """
 from __future__ import annotations
@@ -10,100 +10,70 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import Any, Callable
 
-from mlperf_hpc.errors import HarnessError
+from core.benchmark import benchmark_names, get_facts
+from core.config import Valid
+from core.errors import HarnessError
 
-PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 EXIT_TARGET_MISSED = 3  # training finished its epochs without reaching the target
-
-
-def default_config(benchmark: str) -> Path:
-    return PACKAGE_ROOT / benchmark / "configs" / "mini.yaml"
+# The config keys training flags set, and the flag each comes from.
+TRAIN_FLAGS = {"data.data_dir": "--data", "data.stage_dir": "--stage-dir", "data.n_epochs": "--epochs",
+               "data.batch_size": "--batch-size", "train.seed": "--seed"}
 
 
 def default_log_path(benchmark: str) -> Path:
     return Path("logs") / "local" / f"{benchmark}-{time.strftime('%Y%m%d-%H%M%S')}.log"
 
 
-def parse_settings(settings: list[str]) -> dict:
-    """``--set section.key=VALUE`` pairs, each VALUE read as YAML."""
+def parse_settings(settings: list[str]) -> tuple[dict[str, Any], dict[str, str]]:
+    """``--set section.key=VALUE`` pairs, each VALUE read as YAML; returns the
+    overrides and, per key, the flag it came from (for error messages)."""
     import yaml
 
-    overrides = {}
+    overrides, sources = {}, {}
     for item in settings:
         key, sep, value = item.partition("=")
         if not sep or "." not in key:
             raise HarnessError(f"--set '{item}' must look like section.key=value (e.g. data.n_train=256)")
-        overrides[key] = yaml.safe_load(value)
-    return overrides
-
-
-SYNTH_SAMPLES = {"cosmoflow": (1024, 256), "deepcam": (512, 128)}     # what each mini config reads
+        try:
+            overrides[key] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise HarnessError(f"--set '{item}': the value is not valid YAML") from None
+        sources[key] = f"--set {item}"
+    return overrides, sources
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:
-    if args.benchmark in SYNTH_SAMPLES:
-        n_train, n_valid = SYNTH_SAMPLES[args.benchmark]
-        args.n_train = n_train if args.n_train is None else args.n_train
-        args.n_valid = n_valid if args.n_valid is None else args.n_valid
-    if args.benchmark == "cosmoflow":
-        if args.size % 32:
-            raise HarnessError(f"--size {args.size} must be a multiple of 32 (five 2x poolings down to 1)")
-    elif args.benchmark == "deepcam":
-        height, width = parse_shape(args.shape)
-    else:
-        raise HarnessError(f"no synthetic generator for '{args.benchmark}': use cosmoflow or deepcam")
-    from mlperf_hpc.runtime import configure_environment
+    facts = get_facts(args.benchmark)
+    n_train, n_valid = facts.synth_samples
+    options = {option.dest: getattr(args, option.dest) for option in facts.synth_options}
+    from core.runtime import configure_environment
     configure_environment()
-    if args.benchmark == "deepcam":
-        from deepcam.synth import generate as generate_deepcam
-
-        out = generate_deepcam(args.out, height, width, args.n_train, args.n_valid, args.seed)
-        print(f"wrote {args.n_train} train + {args.n_valid} validation {height}x{width}x16 samples and "
-              f"stats.h5 to {out}")
-        return 0
-    from cosmoflow.synth import generate
-
-    out = generate(args.out, args.size, args.n_train, args.n_valid, args.format, args.samples_per_file,
-                   args.seed)
-    print(f"wrote {args.n_train} train + {args.n_valid} validation {args.size}^3x4 samples ({args.format}) "
-          f"to {out}")
+    print(facts.synthesise(args.out, n_train if args.n_train is None else args.n_train,
+                           n_valid if args.n_valid is None else args.n_valid, args.seed, options))
     return 0
 
 
-def parse_shape(text: str) -> tuple[int, int]:
-    """DeepCAM's ``--shape HxW``; both multiples of the output stride 16."""
-    parts = text.lower().split("x")
-    if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
-        raise HarnessError(f"--shape '{text}' must look like HxW, e.g. 96x144 (full size 768x1152)")
-    height, width = int(parts[0]), int(parts[1])
-    if height % 16 or width % 16:
-        raise HarnessError(f"--shape {text}: height and width must be multiples of 16 (the model's output stride)")
-    return height, width
-
-
 def _cmd_train(args: argparse.Namespace) -> int:
-    from mlperf_hpc.runtime import configure_environment
+    from core.runtime import configure_environment
     configure_environment()
-    from mlperf_hpc.benchmark import get_benchmark
+    from core.benchmark import get_benchmark
     from mlperf_hpc.driver import train
+    from parallel import make_layout
     from parallel.instances import StartGate
-    from parallel.layouts import make_layout
-    from parallel.topology import parse_split
+    from parallel.topology import SPLIT_LAYOUTS, layout_split
 
     benchmark = get_benchmark(args.benchmark)
-    overrides = {"data.data_dir": args.data, "data.stage_dir": args.stage_dir, "data.n_epochs": args.epochs,
-                 "data.batch_size": args.batch_size, "train.seed": args.seed, **parse_settings(args.set)}
-    config = benchmark.load_config(args.config or default_config(args.benchmark), overrides)
-    split = None
-    if args.layout in ("spatial", "hybrid"):
-        if not args.spatial:
-            raise HarnessError(f"--layout {args.layout} needs --spatial DxH, e.g. --spatial 2x1")
-        split = parse_split(args.spatial)
+    overrides, sources = parse_settings(args.set)
+    flags = {"data.data_dir": args.data, "data.stage_dir": args.stage_dir, "data.n_epochs": args.epochs,
+             "data.batch_size": args.batch_size, "train.seed": args.seed}
+    overrides = {**{k: v for k, v in flags.items() if v is not None}, **overrides}
+    config = benchmark.load_config(args.config, overrides, {**TRAIN_FLAGS, **sources})
+    split = layout_split(args.layout, args.spatial)
+    if args.layout in SPLIT_LAYOUTS:
         # Refuses a split the model's shapes cannot take before any rank starts work.
         benchmark.mesh_model(config, split)
-    elif args.spatial:
-        raise HarnessError(f"--spatial {args.spatial} needs --layout spatial or hybrid")
     layout = make_layout(args.layout, split)
     log_path = Path(args.log) if args.log else default_log_path(args.benchmark)
     gate = None
@@ -205,11 +175,11 @@ def _cmd_launch(args: argparse.Namespace) -> int:
 
 def _add_job_options(p: argparse.ArgumentParser, nodes: bool = True) -> None:
     p.add_argument("--system", required=True, help="fugaku, abci2, abci3, local (launch/systems/*.yaml)")
-    p.add_argument("--benchmark", default="cosmoflow")
+    p.add_argument("--benchmark", default="cosmoflow", choices=benchmark_names())
     if nodes:
         p.add_argument("--nodes", type=int, required=True, help="nodes per instance")
     p.add_argument("--layout", default="data", help="data, spatial or hybrid")
-    p.add_argument("--spatial", help="DxH split of each sample, e.g. 4x1 (spatial/hybrid)")
+    p.add_argument("--spatial", help="AxB split of each sample, e.g. 4x1 (spatial/hybrid)")
     p.add_argument("--config", help="benchmark YAML config")
     p.add_argument("--data", help="dataset directory on the shared file system")
     p.add_argument("--elapse", default="1:00:00", help="wall-clock limit H:MM:SS")
@@ -225,8 +195,29 @@ def _add_job_options(p: argparse.ArgumentParser, nodes: bool = True) -> None:
     p.add_argument("--seed", type=int, help="base seed (instance i uses seed + i)")
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as the harness's one line, not argparse's usage block."""
+
+    def error(self, message: str) -> None:
+        raise HarnessError(message)
+
+
+def int_in(valid: Valid) -> Callable[[str], int]:
+    """An argparse type: an integer in ``valid``'s range."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+        if not valid.accepts(value):
+            raise argparse.ArgumentTypeError(f"must be {valid}, got {value}")
+        return value
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    names = benchmark_names()
+    parser = _Parser(
         prog="mlperf-hpc",
         description="MLPerf HPC benchmark harness: synthesise data, train CosmoFlow and DeepCAM under data-parallel, "
                     "spatial and hybrid layouts, write MLPerf logs and check them with the official checker.")
@@ -236,42 +227,45 @@ def build_parser() -> argparse.ArgumentParser:
     data_sub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
     synth = data_sub.add_parser(
         "synth", help="write a synthetic dataset in the reference format",
-        description="Write a synthetic dataset in the benchmark's reference on-disk format. CosmoFlow: "
-                    "GZIP TFRecords with int16 'x' volumes and float32[4] 'y' targets under train/ and "
-                    "validation/; the targets determine each volume's statistics, so models can learn them. "
-                    "DeepCAM: one HDF5 file per sample (climate/data HxWx16, climate/labels_0 HxW) and "
-                    "stats.h5; cyclones and atmospheric rivers are visible in the fields and labelled.")
-    synth.add_argument("benchmark", help="cosmoflow or deepcam")
-    synth.add_argument("--out", required=True, help="output directory")
-    synth.add_argument("--size", type=int, default=32,
-                       help="CosmoFlow: cube side in voxels (32, 64, 128; default 32)")
-    synth.add_argument("--shape", default="96x144",
-                       help="DeepCAM: HxW of each sample (default 96x144; full size 768x1152)")
-    synth.add_argument("--n-train", type=int, help="training samples (default: the mini config's, "
-                                                   "CosmoFlow 1024, DeepCAM 512)")
-    synth.add_argument("--n-valid", type=int, help="validation samples (default: CosmoFlow 256, DeepCAM 128)")
-    synth.add_argument("--format", choices=["tfrecord", "hdf5"], default="tfrecord", help="CosmoFlow only")
-    synth.add_argument("--samples-per-file", type=int, default=1, help="CosmoFlow only")
-    synth.add_argument("--seed", type=int, default=0)
-    synth.set_defaults(func=_cmd_synth)
+        description="Write a synthetic dataset in the benchmark's reference on-disk format, whose samples carry "
+                    "what the model must learn (CosmoFlow: the four targets set each volume's statistics; "
+                    "DeepCAM: cyclones and atmospheric rivers are visible in the fields and labelled).")
+    synth_sub = synth.add_subparsers(dest="benchmark", required=True, metavar="BENCHMARK")
+    for name in names:
+        facts = get_facts(name)
+        n_train, n_valid = facts.synth_samples
+        one = synth_sub.add_parser(name, help=f"{name} in its reference format",
+                                   description=f"Write a synthetic {name} dataset in its reference format.")
+        one.add_argument("--out", required=True, help="output directory")
+        one.add_argument("--n-train", type=int_in(Valid(minimum=1)),
+                         help=f"training samples (default {n_train}, what the default config reads)")
+        one.add_argument("--n-valid", type=int_in(Valid(minimum=1)), help=f"validation samples (default {n_valid})")
+        one.add_argument("--seed", type=int_in(Valid(minimum=0, below=2 ** 31)), default=0)
+        for option in facts.synth_options:
+            kind = int_in(option.valid or Valid()) if option.kind is int else str
+            one.add_argument(option.flag, type=kind, default=option.default, choices=option.choices,
+                             help=option.help)
+        one.set_defaults(func=_cmd_synth)
 
+    targets = "; ".join(f"{n}: {get_facts(n).target_text}" for n in names)
     tr = sub.add_parser(
         "train", help="train a benchmark to its target and write an MLPerf log",
-        description="Train a benchmark until its quality target (CosmoFlow: val MAE <= 0.124; DeepCAM: val IoU >= 0.82) or its epoch "
-                    "limit, writing an MLPerf log. Run under 'mpirun -np N' with --layout data for Horovod "
-                    "data parallelism. Exit status: 0 target reached, 3 epochs exhausted without reaching it, "
-                    "2 bad input.")
-    tr.add_argument("benchmark", help="cosmoflow or deepcam")
+        description=f"Train a benchmark until its quality target ({targets}) or its epoch limit, writing an "
+                    f"MLPerf log. Run under 'mpirun -np N' with --layout data for Horovod data parallelism, "
+                    f"or spatial/hybrid to split each sample. Exit status: 0 target reached, 3 epochs exhausted "
+                    f"without reaching it, 2 bad input.")
+    tr.add_argument("benchmark", choices=names, metavar="BENCHMARK", help=", ".join(names))
     tr.add_argument("--config", help="YAML config (default: the benchmark's configs/mini.yaml)")
     tr.add_argument("--data", help="dataset directory (overrides data.data_dir)")
     tr.add_argument("--log", help="MLPerf log path (default logs/local/<benchmark>-<time>.log)")
     tr.add_argument("--layout", default="single",
                     help="single (one process), data (Horovod), spatial (each sample split over all ranks) "
                          "or hybrid (data-parallel groups, each splitting its samples); run under mpirun")
-    tr.add_argument("--spatial", help="DxH split of each sample (spatial/hybrid layouts)")
+    tr.add_argument("--spatial", help="AxB split of each sample (spatial/hybrid layouts)")
     tr.add_argument("--stage-dir", help="node-local directory to stage this rank's files to")
-    tr.add_argument("--instances", type=int, default=1, help="weak scaling: instances in this job")
-    tr.add_argument("--instance-id", type=int, help="weak scaling: this instance's id (logged)")
+    tr.add_argument("--instances", type=int_in(Valid(minimum=1)), default=1,
+                    help="weak scaling: instances in this job")
+    tr.add_argument("--instance-id", type=int_in(Valid(minimum=0)), help="weak scaling: this instance's id (logged)")
     tr.add_argument("--start-gate", help="weak scaling: shared directory where instances wait for each other")
     tr.add_argument("--epochs", type=int, help="maximum epochs (overrides data.n_epochs)")
     tr.add_argument("--batch-size", type=int, help="per-replica batch (overrides data.batch_size)")
@@ -286,7 +280,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run the official mlperf-logging compliance checker (--usage hpc) on every log under "
                     "each PATH (a log, a directory, or a submission tree <org>/results/<system>/strong|weak/"
                     "<benchmark>/result_N.txt, where the official package checker runs too), plus checks "
-                    "across runs: required run count (CosmoFlow 10, DeepCAM 5), distinct seeds, identical "
+                    "across runs: required run count ("
+                    + ", ".join(f"{n} {get_facts(n).required_runs}" for n in names) + "), distinct seeds, identical "
                     "hyperparameters and global batch, monotonic timestamps, run_stop status. Prints one row per "
                     "log and the MLPerf HPC scores; exits 1 if anything fails.")
     ck.add_argument("paths", nargs="+", metavar="PATH")
@@ -346,8 +341,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser(
         "run", help="the main job: mini CosmoFlow end to end",
         description="Generate the mini synthetic CosmoFlow dataset if missing, train to the closed target "
-                    "(val MAE <= 0.124), write the log under logs/, check it with the official checker and "
-                    "print a summary.")
+                    f"({get_facts('cosmoflow').target_text}), write the log under logs/, check it with the official "
+                    "checker and print a summary.")
     run.add_argument("--workdir", default=".", help="where data/ and logs/ go (default: current directory)")
     run.add_argument("--seed", type=int, help="random seed (default: a fresh one per run)")
     run.set_defaults(func=_cmd_run)
@@ -355,8 +350,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)
         return args.func(args)
     except HarnessError as err:
         print(f"mlperf-hpc: error: {err}", file=sys.stderr)

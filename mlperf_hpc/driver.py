@@ -20,10 +20,10 @@ from typing import Any
 import tensorflow as tf
 from mlperf_logging.mllog import constants as keys
 
-from mlperf_hpc.benchmark import Benchmark
-from mlperf_hpc import mllogging
-from mlperf_hpc.mllogging import MLPerfLog
-from mlperf_hpc.progress import Progress
+from core.benchmark import Benchmark
+from core import mllogging
+from core.mllogging import MLPerfLog
+from core.progress import Progress
 from parallel.instances import StartGate
 from parallel.layouts import SingleProcess, Trainer
 
@@ -98,7 +98,7 @@ def train(benchmark: Benchmark, config: Any, layout: SingleProcess | None = None
     layout = layout or SingleProcess()
     topology = layout.topology
     log = MLPerfLog(Path(log_path) if log_path else None, enabled=topology.is_root)
-    progress = Progress(benchmark.name, enabled=show_progress and topology.is_root)
+    progress = Progress(benchmark.facts.name, enabled=show_progress and topology.is_root)
     state = _RunState(start_gate)
     # mpirun answers a dead rank with SIGTERM to the others; turning it into an
     # exception lets rank 0 still write run_stop status=aborted.
@@ -128,10 +128,10 @@ def _train(benchmark: Benchmark, config: Any, layout: SingleProcess, log: MLPerf
     log.start(keys.INIT_START)
     accelerators = use_local_accelerator(topology.local_rank)
 
-    local_batch = benchmark.local_batch_size(config)
+    local_batch = config.data.batch_size
     global_batch = local_batch * layout.data_shards
-    seed = seed_for_run(benchmark.seed(config))
-    log.submission(benchmark.submission_info(config), benchmark.name)
+    seed = seed_for_run(config.train.seed)
+    log.submission(config.mlperf, benchmark.facts.name)
     log.event(mllogging.NUMBER_OF_NODES, topology.nodes)
     log.event(mllogging.NUMBER_OF_RANKS, topology.size)
     log.event(mllogging.ACCELERATORS_PER_NODE, accelerators)
@@ -171,21 +171,21 @@ def _train(benchmark: Benchmark, config: Any, layout: SingleProcess, log: MLPerf
             raise benchmark.explain_data_error(config, layout.data_shard_index, layout.data_shards, err) from None
 
     result = RunResult(log.path, False, 0.0, staging_seconds, global_batch)
-    max_epochs = benchmark.max_epochs(config)
-    train_batches = iter(pipelines.train)
+    max_epochs = config.data.n_epochs
+    train_batches = iter(pipelines.train.dataset)
     learning_rate = None
     for epoch in range(1, max_epochs + 1):
         log.start(keys.EPOCH_START, metadata={"epoch_num": epoch})
         start = time.monotonic()
-        for step in range(1, pipelines.train_steps + 1):
-            global_step = (epoch - 1) * pipelines.train_steps + step - 1
+        for step in range(1, pipelines.train.steps + 1):
+            global_step = (epoch - 1) * pipelines.train.steps + step - 1
             value = benchmark.learning_rate(config, epoch - 1, global_step, global_batch)
             if value != learning_rate:
                 trainer.set_learning_rate(value)
                 learning_rate = value
             x, y = next_batch(train_batches)
             trainer.train_step(x, y)
-            progress.step(epoch, max_epochs, step, pipelines.train_steps, step * global_batch,
+            progress.step(epoch, max_epochs, step, pipelines.train.steps, step * global_batch,
                           time.monotonic() - start)
         log.end(keys.EPOCH_STOP, metadata={"epoch_num": epoch})
         train_seconds = time.monotonic() - start
@@ -193,20 +193,20 @@ def _train(benchmark: Benchmark, config: Any, layout: SingleProcess, log: MLPerf
         log.start(keys.EVAL_START, metadata={"epoch_num": epoch})
         start = time.monotonic()
         sums = tf.zeros([2])
-        valid_batches = iter(pipelines.valid)
-        for _ in range(pipelines.valid_steps):
+        valid_batches = iter(pipelines.valid.dataset)
+        for _ in range(pipelines.valid.steps):
             x, y = next_batch(valid_batches)
             sums += trainer.eval_sums(x, y)
         total, count = layout.allreduce_sum(sums).numpy()
         metric = float(total / count)
         log.end(keys.EVAL_STOP, metadata={"epoch_num": epoch})
-        log.event(benchmark.metric_key, metric, metadata={"epoch_num": epoch})
+        log.event(benchmark.facts.metric_key, metric, metadata={"epoch_num": epoch})
         eval_seconds = time.monotonic() - start
 
-        samples = pipelines.train_steps * global_batch
+        samples = pipelines.train.steps * global_batch
         result.epochs.append(EpochRecord(epoch, train_seconds, eval_seconds, samples, metric))
-        progress.say(f"epoch {epoch}: {benchmark.metric_name} {metric:.4f} (target "
-                     f"{'<=' if benchmark.lower_is_better else '>='} {benchmark.target(config)})  "
+        progress.say(f"epoch {epoch}: {benchmark.facts.metric_name} {metric:.4f} (target "
+                     f"{'<=' if benchmark.facts.lower_is_better else '>='} {config.train.target})  "
                      f"train {samples / train_seconds:.1f} samples/s  {train_seconds:.1f}s + eval {eval_seconds:.1f}s")
         if benchmark.reached(config, metric):
             result.reached_target = True

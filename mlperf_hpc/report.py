@@ -15,8 +15,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from mlperf_hpc.compliance import find_logs
-from mlperf_hpc.errors import HarnessError
-from mlperf_hpc.runlog import read_run_log
+from core.errors import HarnessError
+from core.runlog import read_run_log
 
 
 @dataclass

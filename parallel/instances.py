@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlperf_hpc.errors import HarnessError
+from core.errors import HarnessError
 
 
 @dataclass

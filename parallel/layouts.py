@@ -16,9 +16,7 @@ from typing import Any, Protocol
 
 import tensorflow as tf
 
-from mlperf_hpc.benchmark import Benchmark
-from mlperf_hpc.errors import HarnessError
-from parallel import TRAINABLE_LAYOUTS
+from core.benchmark import Benchmark
 from parallel.topology import ProcessTopology
 
 PEER_GRACE_SECONDS = 2.0
@@ -170,17 +168,3 @@ class KerasTrainer:
     def save_weights(self, path: str | Path) -> None:
         if self.layout.topology.is_root:
             self.model.save_weights(str(path))
-
-
-def make_layout(name: str, split: tuple[int, int] | None = None) -> SingleProcess:
-    if name == "single":
-        return SingleProcess()
-    if name == "data":
-        return DataParallel()
-    if name in ("spatial", "hybrid"):
-        if split is None:
-            raise HarnessError(f"the {name} layout needs --spatial DxH, e.g. --spatial 2x1")
-        from parallel.mesh import MeshParallel
-
-        return MeshParallel(name, split)
-    raise HarnessError(f"unknown layout '{name}': use one of {', '.join(TRAINABLE_LAYOUTS)}")

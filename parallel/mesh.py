@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from mlperf_hpc.benchmark import Benchmark
-from mlperf_hpc.errors import HarnessError
+from core.benchmark import Benchmark
 from parallel.layouts import DataParallel
+from parallel.topology import data_groups
 from parallel.spmd_mesh import HorovodMeshImpl, initial_feed, mtf, required_process_sets
 
 BATCH_AXIS, DEPTH_AXIS, HEIGHT_AXIS = "b", "sd", "sh"
@@ -40,15 +40,8 @@ def world_size() -> int:
 
 def mesh_shape(layout_name: str, split: tuple[int, int], processes: int) -> Any:
     """The mesh for ``processes`` ranks, or a one-line refusal."""
-    depth, height = split
-    per_sample = depth * height
-    if processes % per_sample:
-        raise HarnessError(f"{processes} processes are not a multiple of the spatial split {depth}x{height} "
-                           f"({per_sample} processes per sample): run a multiple of {per_sample} processes")
-    if layout_name == "spatial" and processes != per_sample:
-        raise HarnessError(f"--layout spatial --spatial {depth}x{height} runs on exactly {per_sample} processes, "
-                           f"not {processes}: use --layout hybrid for {processes // per_sample} data-parallel groups")
-    return mtf.convert_to_shape(f"{BATCH_AXIS}:{processes // per_sample};{DEPTH_AXIS}:{depth};{HEIGHT_AXIS}:{height}")
+    groups = data_groups(layout_name, split, processes)
+    return mtf.convert_to_shape(f"{BATCH_AXIS}:{groups};{DEPTH_AXIS}:{split[0]};{HEIGHT_AXIS}:{split[1]}")
 
 
 class MeshParallel(DataParallel):
@@ -114,6 +107,7 @@ class MeshTrainer:
         layout.broadcast_variables(self.keras_model.variables)
         initial = named_weights(self.keras_model)
         self.learning_rate = 0.0
+        self.local_batch = config.data.batch_size
 
         self.graph = tf.Graph()
         with self.graph.as_default():
@@ -121,7 +115,7 @@ class MeshTrainer:
             mesh_graph = mtf.Graph()
             mesh = mtf.Mesh(mesh_graph, "mesh")
             impl = layout.mesh_impl(self.model.layout_rules)
-            x_shape, y_shape = self.model.input_shapes(layout.data_shards, benchmark.local_batch_size(config))
+            x_shape, y_shape = self.model.input_shapes(layout.data_shards, self.local_batch)
             self.x = tf.compat.v1.placeholder(tf.float32, impl.slice_shape(x_shape), name="input_block")
             self.y = tf.compat.v1.placeholder(tf.float32, impl.slice_shape(y_shape), name="label_block")
             self.lr = tf.compat.v1.placeholder(tf.float32, [], name="learning_rate")
@@ -142,7 +136,6 @@ class MeshTrainer:
             # those of the real samples, the layout then adds the groups'.
             self.eval_op = tf.reshape(lowering.tensors[errors].to_laid_out_tensor().one_slice, [-1])
             self.values_per_sample = values_per_sample
-            self.local_batch = benchmark.local_batch_size(config)
             self.export_op = lowering.copy_slices_to_masters()
             self.masters = {v.name: v.get_master() for v in mesh_graph.all_variables}
             initialise = tf.compat.v1.global_variables_initializer()

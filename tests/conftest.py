@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mlperf_hpc.runtime import configure_environment
+from core.runtime import configure_environment
 
 configure_environment()
 

@@ -13,7 +13,7 @@ Usage: mpi_deepcam_mesh_equivalence.py DxH OUT.json
 import json
 import sys
 
-from mlperf_hpc.runtime import configure_environment
+from core.runtime import configure_environment
 
 configure_environment()
 

@@ -7,7 +7,7 @@ Usage: mpi_mesh_collectives.py OUT.json
 import json
 import sys
 
-from mlperf_hpc.runtime import configure_environment
+from core.runtime import configure_environment
 
 configure_environment()
 

@@ -8,7 +8,7 @@ Usage: mpi_mesh_equivalence.py DxH OUT.json
 import json
 import sys
 
-from mlperf_hpc.runtime import configure_environment
+from core.runtime import configure_environment
 
 configure_environment()
 

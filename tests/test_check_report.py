@@ -7,8 +7,10 @@ import shutil
 import pytest
 
 from mlperf_hpc.compliance import check_path
-from mlperf_hpc.runlog import read_run_log
+from core.runlog import read_run_log
 from tests.conftest import cli, doctor
+
+pytestmark = [pytest.mark.slow, pytest.mark.mpi]
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

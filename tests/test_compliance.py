@@ -6,6 +6,8 @@ import pytest
 from mlperf_hpc.compliance import check_log
 from tests.conftest import cli, log_records
 
+pytestmark = [pytest.mark.slow]
+
 
 @pytest.fixture(scope="module")
 def converged_log(main_job):

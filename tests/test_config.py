@@ -3,8 +3,8 @@ from pathlib import Path
 import pytest
 
 from cosmoflow.config import CosmoFlowConfig
-from mlperf_hpc.config import load_config
-from mlperf_hpc.errors import HarnessError
+from core.config import load_config
+from core.errors import HarnessError
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -8,8 +8,8 @@ import tensorflow as tf
 
 from cosmoflow import data
 from cosmoflow.synth import synth_volume
-from mlperf_hpc import staging
-from mlperf_hpc.errors import HarnessError
+from core import staging
+from core.errors import HarnessError
 from tests.conftest import cli, write_config
 
 
@@ -69,7 +69,7 @@ def test_synthetic_data_is_deterministic_and_driven_by_targets():
 
 def test_shards_partition_the_files():
     files = [f"f{i}" for i in range(10)]
-    shards = [data.shard(files, 3, r) for r in range(3)]
+    shards = [staging.shard(files, 3, r) for r in range(3)]
     assert sorted(sum(shards, [])) == sorted(files)
     assert not set(shards[0]) & set(shards[1])
 
@@ -129,6 +129,7 @@ def _copy_data(src, dst):
     return dst
 
 
+@pytest.mark.slow
 def test_cli_corrupt_tfrecord(tmp_path, tiny_data):
     bad = _copy_data(tiny_data, tmp_path / "bad")
     victim = sorted((bad / "train").glob("*.tfrecord"))[5]
@@ -142,6 +143,7 @@ def test_cli_corrupt_tfrecord(tmp_path, tiny_data):
     assert '"key": "run_start"' in text and '"status": "aborted"' in text
 
 
+@pytest.mark.slow
 def test_cli_sample_of_wrong_shape(tmp_path, tiny_data):
     config = write_config(tmp_path / "c.yaml", tiny_data,
                           data={"sample_shape": [64, 64, 64, 4], "n_train": 64, "n_valid": 32})
@@ -149,10 +151,11 @@ def test_cli_sample_of_wrong_shape(tmp_path, tiny_data):
     _assert_one_line_error(result, r"has 131072 int16 values, expected 64x64x64x4 = 1048576")
 
 
+@pytest.mark.slow
 def test_training_stages_its_shard_inside_the_timed_region(tmp_path, tiny_data):
     import json
     config = write_config(tmp_path / "c.yaml", tiny_data, data={"n_train": 32, "n_valid": 32, "n_epochs": 1},
-                          train={"target_mae": 0.9})
+                          train={"target": 0.9})
     stage_dir = tmp_path / "node-local"
     result = cli("train", "cosmoflow", "--config", str(config), "--stage-dir", str(stage_dir),
                  "--log", str(tmp_path / "run.log"))

@@ -9,12 +9,14 @@ from cosmoflow import data
 from mlperf_hpc.compliance import check_log
 from tests.conftest import REPO, cli, log_records, mpirun, mpirun_python, read_weights, write_config
 
+pytestmark = [pytest.mark.slow, pytest.mark.mpi]
+
 
 def test_two_ranks_equal_one_process_with_twice_the_batch(tmp_path, tiny_data):
     # 4 steps of SGD+momentum on the same 32 samples, no shuffling, no dropout.
     config = write_config(tmp_path / "c.yaml", tiny_data,
                           data={"n_train": 32, "n_valid": 32, "shuffle": False, "n_epochs": 1},
-                          model={"dropout": 0.0}, train={"seed": 5, "target_mae": 0.0})
+                          model={"dropout": 0.0}, train={"seed": 5, "target": 0.0})
     single = cli("train", "cosmoflow", "--config", str(config), "--batch-size", "8", "--layout", "single",
                  "--save-weights", str(tmp_path / "single.h5"), "--log", str(tmp_path / "single.log"))
     assert single.returncode == 3, single.stderr[-2000:]  # ran its epoch, target (0.0) not reached
@@ -98,7 +100,7 @@ def test_failure_on_one_rank_stops_the_job_and_the_log_records_the_abort(tmp_pat
 
 def test_four_ranks_oversubscribed_train_and_log_the_real_topology(tmp_path, tiny_data):
     config = write_config(tmp_path / "c.yaml", tiny_data, data={"n_train": 64, "n_valid": 32, "n_epochs": 1,
-                                                                 "batch_size": 4}, train={"target_mae": 0.9})
+                                                                 "batch_size": 4}, train={"target": 0.9})
     log = tmp_path / "four.log"
     result = mpirun(4, "train", "cosmoflow", "--config", str(config), "--layout", "data", "--log", str(log))
     assert result.returncode == 0, result.stderr[-3000:]
@@ -110,7 +112,7 @@ def test_four_ranks_oversubscribed_train_and_log_the_real_topology(tmp_path, tin
 
 def test_single_process_accepts_the_data_layout(tmp_path, tiny_data):
     config = write_config(tmp_path / "c.yaml", tiny_data, data={"n_train": 32, "n_valid": 32, "n_epochs": 1},
-                          train={"target_mae": 0.9})
+                          train={"target": 0.9})
     result = cli("train", "cosmoflow", "--config", str(config), "--layout", "data", "--log", str(tmp_path / "l"))
     assert result.returncode == 0, result.stderr[-2000:]
     assert {r["key"]: r["value"] for r in log_records(tmp_path / "l")}["number_of_ranks"] == 1

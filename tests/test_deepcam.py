@@ -10,10 +10,12 @@ import pytest
 import tensorflow as tf
 
 from deepcam import data
-from deepcam.benchmark import CLASS_WEIGHTS, DeepCAM, iou_per_sample, learning_rate_at
+from core import staging
+from deepcam.benchmark import DeepCAM, learning_rate_at
+from deepcam.objective import CLASS_WEIGHTS, iou_per_sample
 from deepcam.optimizers import AdamFamily
 from deepcam.synth import CHANNELS, generate, synth_sample
-from mlperf_hpc.errors import HarnessError
+from core.errors import HarnessError
 from tests.conftest import REPO, cli, log_records
 
 MINI = REPO / "deepcam" / "configs" / "mini.yaml"
@@ -49,7 +51,7 @@ def test_reader_round_trip_normalises_with_stats_h5(tmp_path):
 
 def test_shards_are_contiguous_blocks_covering_every_file_once():
     files = [f"f{i}" for i in range(10)]
-    shards = [data.shard(files, 3, i) for i in range(3)]
+    shards = [staging.shard(files, 3, i, "contiguous") for i in range(3)]
     assert sum(shards, []) == files
     assert [len(s) for s in shards] == [3, 4, 3]
 
@@ -79,9 +81,9 @@ def test_replicas_stage_their_blocks_and_read_the_staged_copies(tmp_path):
     with h5py.File(tmp_path / "shared" / "validation" / "s001.h5", "a") as f:
         f["climate/data"][...] = 0.0
     pipelines = benchmark.pipelines(config, shard_index=1, n_shards=2, seed=0)
-    assert pipelines.train_steps == 2 and pipelines.valid_steps == 1
+    assert pipelines.train.steps == 2 and pipelines.valid.steps == 1
     # The pipeline reads the staged copy, not the (since changed) shared file.
-    fields, _ = next(iter(pipelines.valid))
+    fields, _ = next(iter(pipelines.valid.dataset))
     minval, maxval = data.read_stats(tmp_path / "shared", 3)
     np.testing.assert_allclose(fields[0], (original - minval) / (maxval - minval), rtol=1e-6, atol=1e-6)
 
@@ -126,6 +128,7 @@ def test_synth_command_writes_samples_and_stats_and_refuses_a_bad_shape(tmp_path
                           "--shape 30x48", "multiples of 16")
 
 
+@pytest.mark.slow
 def test_model_output_shape_at_mini_and_full_size():
     benchmark = DeepCAM()
     mini = benchmark.load_config(MINI, {})
@@ -214,6 +217,7 @@ def assert_one_error_line(result, *fragments):
         assert fragment in lines[0], lines[0]
 
 
+@pytest.mark.slow
 def test_a_file_without_labels_is_one_clear_error(tmp_path):
     args = bad_dataset(tmp_path)
     with h5py.File(tmp_path / "train" / "s002.h5", "a") as f:
@@ -224,12 +228,14 @@ def test_a_file_without_labels_is_one_clear_error(tmp_path):
     assert log_records(tmp_path / "run.log")[-1]["metadata"]["status"] == "aborted"
 
 
+@pytest.mark.slow
 def test_stats_with_the_wrong_channel_count_is_one_clear_error(tmp_path):
     args = bad_dataset(tmp_path)
     data.write_stats(tmp_path / data.STATS_FILE, np.zeros(16), np.ones(16))
     assert_one_error_line(cli(*args), "stats.h5", "[16]", "3 channels")
 
 
+@pytest.mark.slow
 def test_a_label_outside_the_classes_is_one_clear_error(tmp_path):
     args = bad_dataset(tmp_path)
     with h5py.File(tmp_path / "validation" / "s001.h5", "a") as f:
@@ -244,6 +250,7 @@ def test_a_split_the_blocks_cannot_take_is_refused_before_training(tmp_path):
 
 # --- the mini run --------------------------------------------------------------
 
+@pytest.mark.slow
 def test_mini_run_reaches_the_target_and_passes_the_checker(deepcam_mini_data, tmp_path):
     log = tmp_path / "deepcam.log"
     result = cli("train", "deepcam", "--config", str(MINI), "--data", str(deepcam_mini_data), "--seed", "2",

@@ -10,6 +10,8 @@ import pytest
 from deepcam.benchmark import DeepCAM
 from tests.conftest import REPO, cli, log_records, mpirun, mpirun_python, read_weights
 
+pytestmark = [pytest.mark.slow, pytest.mark.mpi]
+
 BOUND = 1e-5
 
 

@@ -12,7 +12,7 @@ from launch.launchers import instance_blocks, snake_order
 from launch.render import render
 from launch.submit import status
 from launch.system import load_system
-from mlperf_hpc.errors import HarnessError
+from core.errors import HarnessError
 from tests.conftest import MPI_ENV, REPO, cli, write_config
 from tests.launch_cases import CASES, GOLDEN, job_for, rendered_text
 
@@ -61,7 +61,7 @@ def test_weak_instances_get_compact_disjoint_blocks():
     (dict(nodes=400), "400 nodes exceed the 384-node limit of resource group 'small'"),
     (dict(elapse="25:99:00"), "elapse '25:99:00' is not a valid H:MM:SS time"),
     (dict(elapse="80:00:00"), "exceeds the 72:00:00 limit"),
-    (dict(layout="hybrid", spatial="3x1"), "spatial split 3x1 (3 processes per sample) does not divide the 32"),
+    (dict(layout="hybrid", spatial="3x1"), "32 processes are not a multiple of the spatial split 3x1 (3 processes per sample)"),
     (dict(name="$(rm -rf ~)"), "job name '$(rm -rf ~)' may only contain"),
     (dict(group=None), "fugaku charges jobs to a group: pass --group"),
     (dict(group="g;reboot"), "group 'g;reboot' may only contain"),
@@ -188,9 +188,11 @@ def _local_env(tmp_path):
     return {**MPI_ENV, "TMPDIR": str(tmp_path)}
 
 
+@pytest.mark.slow
+@pytest.mark.mpi
 def test_local_two_rank_sweep_runs_and_is_collected(tmp_path, tiny_data):
     config = write_config(tmp_path / "c.yaml", tiny_data, data={"n_train": 32, "n_valid": 32, "n_epochs": 2},
-                          train={"target_mae": 0.9})
+                          train={"target": 0.9})
     sweep = cli("launch", "sweep", "--system", "local", "--nodes", "1", "--ppn", "2", "--layouts", "data",
                 "--config", str(config), "--seed", "3", "--job-dir", str(tmp_path / "sw"), env=_local_env(tmp_path),
                 timeout=600)
@@ -210,9 +212,11 @@ def test_local_two_rank_sweep_runs_and_is_collected(tmp_path, tiny_data):
     assert system["submitter"] == "acme" and system["division"] == "closed"
 
 
+@pytest.mark.slow
+@pytest.mark.mpi
 def test_local_weak_scaling_job_of_two_instances(tmp_path, tiny_data):
     config = write_config(tmp_path / "c.yaml", tiny_data, data={"n_train": 32, "n_valid": 32, "n_epochs": 2},
-                          train={"target_mae": 0.9})
+                          train={"target": 0.9})
     job_dir = tmp_path / "weak"
     submit = cli("launch", "submit", "--system", "local", "--nodes", "1", "--ppn", "1", "--instances", "2",
                  "--config", str(config), "--seed", "10", "--job-dir", str(job_dir), env=_local_env(tmp_path),

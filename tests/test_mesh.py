@@ -7,6 +7,8 @@ import pytest
 from mlperf_hpc.compliance import check_log
 from tests.conftest import REPO, cli, log_records, mpirun, mpirun_python, read_weights, write_config
 
+pytestmark = [pytest.mark.slow, pytest.mark.mpi]
+
 
 def test_horovod_mesh_collectives_match_their_definitions(tmp_path):
     out = tmp_path / "checked.json"
@@ -39,7 +41,7 @@ def test_hybrid_training_takes_the_same_steps_as_one_process(tmp_path, tiny_data
     # optimizer, learning rate, gradient sums across groups, weight export.
     config = write_config(tmp_path / "c.yaml", tiny_data,
                           data={"n_train": 32, "n_valid": 32, "shuffle": False, "n_epochs": 1},
-                          model={"dropout": 0.0, "n_conv_layers": 4}, train={"seed": 5, "target_mae": 0.0})
+                          model={"dropout": 0.0, "n_conv_layers": 4}, train={"seed": 5, "target": 0.0})
     runs = {"single": ("--layout", "single", "--batch-size", "8"),
             "hybrid": ("--layout", "hybrid", "--spatial", "2x1", "--batch-size", "4"),
             "half": ("--layout", "single", "--batch-size", "4")}
@@ -108,7 +110,7 @@ def test_hybrid_run_saves_the_full_keras_weights(hybrid_run):
     (["--layout", "spatial", "--spatial", "2x1"], "conv layer 5 sees a 2x2x2 volume; the split 2 leaves blocks of 1 on axis 0"),
     (["--layout", "hybrid", "--spatial", "1x2", "--set", "model.n_conv_layers=4"],
      "1 processes are not a multiple of the spatial split 1x2 (2 processes per sample)"),
-    (["--layout", "hybrid"], "--layout hybrid needs --spatial DxH"),
+    (["--layout", "hybrid"], "--layout hybrid needs --spatial AxB"),
     (["--layout", "data", "--spatial", "2x1"], "--spatial 2x1 needs --layout spatial or hybrid"),
     (["--layout", "hybrid", "--spatial", "2x1", "--set", "model.kernel_size=2", "--set", "model.n_conv_layers=4"],
      "spatial layouts need an odd kernel"),

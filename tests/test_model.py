@@ -3,7 +3,7 @@ import pytest
 import tensorflow as tf
 
 from cosmoflow.model import build_model, forward_flops
-from mlperf_hpc.errors import HarnessError
+from core.errors import HarnessError
 
 
 def test_reference_model_at_full_size():

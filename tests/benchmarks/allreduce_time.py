@@ -3,7 +3,7 @@ gradients (the per-step communication of the data-parallel layout)."""
 import sys
 import time
 
-from mlperf_hpc.runtime import configure_environment
+from core.runtime import configure_environment
 
 configure_environment()
 

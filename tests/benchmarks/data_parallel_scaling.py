@@ -53,7 +53,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=4)
     args = parser.parse_args()
 
-    from mlperf_hpc.runtime import configure_environment
+    from core.runtime import configure_environment
     configure_environment()
     from cosmoflow.model import build_model
     from cosmoflow.synth import generate
@@ -69,7 +69,7 @@ def main() -> None:
                    "--batch-size", str(args.batch), "--epochs", str(args.epochs), "--seed", "0", "--log", str(log),
                    "--set", f"data.sample_shape=[{args.size},{args.size},{args.size},4]",
                    "--set", f"data.n_train={args.n_train}", "--set", "data.n_valid=32",
-                   "--set", "train.target_mae=0.0")
+                   "--set", "train.target=0.0")
             rate, step = epoch_throughput(log)
             out = mpirun(ranks, threads, str(REPO / "tests/benchmarks/allreduce_time.py"), str(n_params), "20")
             allreduce_ms = float(re.search(r"ALLREDUCE_MS ([\d.]+)", out).group(1))

@@ -46,14 +46,14 @@ def rss_mib() -> float:
 
 def worker(args: argparse.Namespace) -> None:
     """One rank: build the harness's trainer for the layout, time its steps."""
-    from mlperf_hpc.runtime import configure_environment
+    from core.runtime import configure_environment
 
     configure_environment()
     import numpy as np
     import tensorflow as tf
 
-    from mlperf_hpc.benchmark import get_benchmark
-    from parallel.layouts import make_layout
+    from core.benchmark import get_benchmark
+    from parallel import make_layout
     from parallel.topology import parse_split
 
     benchmark = get_benchmark(args.benchmark)
@@ -69,7 +69,7 @@ def worker(args: argparse.Namespace) -> None:
         x = rng.uniform(0, 1, size=[args.batch] + config.data.sample_shape)
         y = rng.integers(0, 3, size=[args.batch] + config.data.sample_shape[:2]).astype(np.int32)
     x, y = tf.constant(x.astype(np.float32)), tf.constant(y)
-    layout = make_layout(args.layout, parse_split(args.split) if args.split else None)
+    layout = make_layout(args.layout, parse_split(args.split))
     trainer = layout.make_trainer(benchmark, config, seed=1)
     trainer.set_learning_rate(1e-4)
     built = rss_mib()

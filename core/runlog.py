@@ -8,10 +8,11 @@ from typing import Any
 
 from mlperf_logging.compliance_checker.mlp_parser import parse_file
 
+from core.benchmark import facts_for_log
+
 # Keys whose values must agree across the runs of one benchmark submission.
 HYPERPARAMETER_PREFIXES = ("opt_", "global_batch_size", "dropout", "batchnorm_group_size",
                            "gradient_accumulation_frequency", "scheduler_")
-METRIC_KEYS = ("eval_error", "eval_accuracy")
 
 
 @dataclass
@@ -22,7 +23,7 @@ class RunLog:
     times: dict[str, list[float]] = field(default_factory=dict)  # every timestamp (ms) of each key
     epoch_spans: list[tuple[int, float, float]] = field(default_factory=list)
     eval_spans: list[tuple[int, float, float]] = field(default_factory=list)
-    metrics: list[tuple[int, float]] = field(default_factory=list)
+    series: dict[str, list[tuple[int, Any]]] = field(default_factory=dict)  # (epoch_num, value) per key
     timestamps: list[float] = field(default_factory=list)        # in file order
     parse_errors: int = 0
 
@@ -115,6 +116,12 @@ class RunLog:
         return samples / self.train_s if self.train_s else 0.0
 
     @property
+    def metrics(self) -> list[tuple[int, float]]:
+        """(epoch, value) of the benchmark's eval metric, for a benchmark this harness knows."""
+        facts = facts_for_log(self.benchmark)
+        return [(e, float(v)) for e, v in self.series.get(facts.metric_key, [])] if facts else []
+
+    @property
     def final_metric(self) -> float | None:
         return self.metrics[-1][1] if self.metrics else None
 
@@ -137,6 +144,6 @@ def read_run_log(path: str | Path, ruleset: str = "3.0.0") -> RunLog:
             start = open_spans.pop((key.replace("stop", "start"), epoch), None)
             if start is not None:
                 (run.epoch_spans if key == "epoch_stop" else run.eval_spans).append((epoch, start, line.timestamp))
-        elif key in METRIC_KEYS:
-            run.metrics.append((epoch, float(value.get("value"))))
+        if "epoch_num" in (value.get("metadata") or {}):
+            run.series.setdefault(key, []).append((epoch, value.get("value")))
     return run

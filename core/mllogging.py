@@ -15,7 +15,7 @@ from typing import Any
 from mlperf_logging.mllog.mllog import MLLogger
 from mlperf_logging.mllog import constants
 
-from mlperf_hpc.config import SubmissionInfo
+from core.config import SubmissionInfo
 
 _logger_ids = itertools.count()
 

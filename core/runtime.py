@@ -8,6 +8,21 @@ placed on the node when they are not bound), not from the whole machine.
 """
 import os
 
+# What MPI launchers tell each process before MPI starts: Open MPI (and
+# Fujitsu MPI, which is built on it), PMIx, and MPICH / Intel MPI / Slurm's PMI.
+RANK_VARIABLES = ("OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK")
+SIZE_VARIABLES = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE")
+
+
+def launcher_rank() -> int:
+    """This process's MPI rank as its launcher set it (0 outside MPI)."""
+    return next((int(os.environ[v]) for v in RANK_VARIABLES if os.environ.get(v, "").isdigit()), 0)
+
+
+def launcher_size() -> int:
+    """The MPI job's size as its launcher set it (1 outside MPI)."""
+    return next((int(os.environ[v]) for v in SIZE_VARIABLES if os.environ.get(v, "").isdigit()), 1)
+
 
 def cores_for_this_process() -> int:
     """Cores available to this rank: its affinity mask, split between the

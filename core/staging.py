@@ -1,0 +1,61 @@
+"""A replica's share of the data files, and its node-local staging, shared
+by every benchmark.
+
+Each data-parallel replica reads a fixed share of the files, so it can stage
+exactly its files: MLPerf HPC lets each rank copy its shard from the shared
+file system to node-local storage (timed between staging_start and
+staging_stop); the pipelines then read the local copies.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from pathlib import Path
+
+
+SHARD_STYLES = ("round_robin", "contiguous")
+
+
+def shard(files: list[str], n_shards: int, index: int, style: str = "round_robin") -> list[str]:
+    """Replica ``index``'s share of ``files``: every n-th file (round robin,
+    CosmoFlow's reference), or one contiguous block (DeepCAM's reference;
+    block sizes differ by at most one)."""
+    if style == "round_robin":
+        return files[index::n_shards]
+    if style == "contiguous":
+        # Bounds at len * i / n rounded to the nearest file.
+        start, stop = ((2 * len(files) * i + n_shards) // (2 * n_shards) for i in (index, index + 1))
+        return files[start:stop]
+    raise ValueError(f"unknown shard style {style!r}: use one of {SHARD_STYLES}")
+
+
+def staged_path(src: str, stage_dir: str | Path) -> Path:
+    """Where ``src`` lives once staged: keyed by its dataset directory, so two
+    datasets with the same file names never share a staged copy."""
+    source = Path(src).absolute()
+    dataset = hashlib.sha1(str(source.parent.parent).encode()).hexdigest()[:12]
+    return Path(stage_dir) / dataset / source.parent.name / source.name
+
+
+def local_paths(files: list[str], stage_dir: str | Path | None) -> list[str]:
+    """Where a replica reads ``files`` from: their staged copies, or the
+    files themselves when nothing is staged."""
+    return [str(staged_path(f, stage_dir)) for f in files] if stage_dir else files
+
+
+def stage(files: list[str], stage_dir: str | Path) -> list[str]:
+    """Copy files to node-local storage (skipping ones already there with the
+    same size) and return the staged paths, in the same order."""
+    staged = []
+    for src in files:
+        dst = staged_path(src, stage_dir)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if not dst.exists() or dst.stat().st_size != Path(src).stat().st_size:
+            # A private temporary name: ranks of concurrent instances on one
+            # node may stage the same file at the same time.
+            tmp = dst.with_name(f"{dst.name}.{os.getpid()}.part")
+            shutil.copyfile(src, tmp)
+            tmp.replace(dst)
+        staged.append(str(dst))
+    return staged

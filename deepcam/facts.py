@@ -1,0 +1,25 @@
+"""What the rest of the harness knows about DeepCAM (no TensorFlow here)."""
+from pathlib import Path
+
+from core.benchmark import BenchmarkFacts, SynthOption
+from deepcam.config import DeepCAMConfig
+
+FACTS = BenchmarkFacts(
+    name="deepcam",
+    metric_key="eval_accuracy",
+    metric_name="val IoU",
+    lower_is_better=False,
+    target=0.82,
+    required_runs=5,
+    config_schema=DeepCAMConfig,
+    configs_dir=Path(__file__).parent / "configs",
+    default_config="mini.yaml",
+    closed_config="deepcam.yaml",
+    plugin="deepcam.benchmark:DeepCAM",
+    synth="deepcam.synth:synthesise",
+    synth_samples=(512, 128),
+    synth_options=(
+        SynthOption("--shape", "HxW of each sample, multiples of 16 (default 96x144; full size 768x1152)",
+                    "96x144", kind=str),
+    ),
+)
