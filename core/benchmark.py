@@ -79,14 +79,16 @@ class BenchmarkFacts:
         return value <= target if self.lower_is_better else value >= target
 
     def config_path(self, path: str | Path | None = None) -> Path:
-        return Path(path) if path else self.configs_dir / self.default_config
+        return Path(path) if path is not None else self.configs_dir / self.default_config
 
     def load_config(self, path: str | Path | None = None, overrides: dict[str, Any] | None = None,
                     sources: dict[str, str] | None = None) -> BenchmarkConfig:
         """The config at ``path`` (default: the benchmark's default config),
         every value range-checked, then the benchmark's own cross-field rules."""
+        if isinstance(path, str) and not path.strip():
+            raise HarnessError("--config needs a YAML file path, got ''")
         path = self.config_path(path)
-        config = load_config(path, self.config_schema, overrides, sources)
+        config = load_config(path, self.config_schema, overrides, sources, flag="--config")
         config.validate(str(path))
         return config
 

@@ -24,6 +24,7 @@ import yaml
 from core.errors import HarnessError
 
 T = TypeVar("T")
+KeyNamer = typing.Callable[[str], str]
 
 
 # --- valid ranges --------------------------------------------------------------
@@ -97,7 +98,7 @@ class DataConfig:
     n_train: int = ranged(1, minimum=1)
     n_valid: int = ranged(1, minimum=1)
     batch_size: int = ranged(1, minimum=1)       # per data-parallel replica
-    n_epochs: int = ranged(1, minimum=1)          # at most; the run stops at the target
+    n_epochs: int = ranged(1, minimum=1, maximum=100000)   # at most; the run stops at the target
     shuffle: bool = True
     prefetch: int = ranged(2, minimum=1)
     n_parallel_reads: int = ranged(2, minimum=1)
@@ -123,35 +124,39 @@ class BenchmarkConfig:
         """Refuse, in one line naming the keys, values that are each in range
         but do not work together."""
 
-    def check_run(self, split: tuple[int, int], data_groups: int) -> None:
+    def check_run(self, split: tuple[int, int], data_groups: int, name: "KeyNamer" = str) -> None:
         """Refuse, in one line, a run this config cannot make with each sample
-        split ``split`` ways and ``data_groups`` data-parallel replicas."""
+        split ``split`` ways and ``data_groups`` data-parallel replicas.
+        ``name(key)`` says where a dotted key's value came from (a flag or
+        the config file), for the message."""
 
 
 # --- loading -------------------------------------------------------------------------
 
 def load_config(path: str | Path, schema: type[T], overrides: dict[str, Any] | None = None,
-                sources: dict[str, str] | None = None) -> T:
+                sources: dict[str, str] | None = None, flag: str | None = None) -> T:
     """Read ``path`` into the dataclass ``schema``.
 
     ``overrides`` maps dotted keys (``data.data_dir``) to values that replace
     the file's, e.g. from command-line flags; ``sources`` names where an
     override came from (``data.batch_size`` -> ``--batch-size``), so that an
-    error points at what the user typed.
+    error points at what the user typed; ``flag`` names the option that gave
+    the file itself.
     """
     path = Path(path)
+    what = f"{flag} {path}" if flag else f"config file {path}"
     if not path.is_file():
-        raise HarnessError(f"config file {path} not found: pass an existing YAML file with --config")
+        raise HarnessError(f"{what}: not found: pass an existing YAML file{f' with {flag}' if flag else ''}")
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as err:
         line = getattr(getattr(err, "problem_mark", None), "line", None)
         where = f" line {line + 1}" if line is not None else ""
-        raise HarnessError(f"config file {path}{where} is not valid YAML: fix the syntax") from None
+        raise HarnessError(f"{what}{where} is not valid YAML: fix the syntax") from None
     except (OSError, UnicodeDecodeError) as err:
-        raise HarnessError(f"config file {path} cannot be read ({err}): pass a readable YAML file") from None
+        raise HarnessError(f"{what} cannot be read ({err}): pass a readable YAML file") from None
     if not isinstance(raw, dict):
-        raise HarnessError(f"config file {path} must hold a mapping of sections, not {type(raw).__name__}")
+        raise HarnessError(f"{what} must hold a mapping of sections, not {type(raw).__name__}")
     for dotted, value in (overrides or {}).items():
         if value is None:
             continue
@@ -165,13 +170,23 @@ def load_config(path: str | Path, schema: type[T], overrides: dict[str, Any] | N
     return _Builder(str(path), sources or {}).build(schema, raw, "")
 
 
+def _declared_range(schema: type, name: str) -> Valid | None:
+    """The range declared for a field, by the schema or, when a subclass
+    only changes the default, by the base section that declared the field."""
+    for cls in schema.__mro__:
+        declared = {f.name: f for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else {}
+        if name in declared and "valid" in declared[name].metadata:
+            return declared[name].metadata["valid"]
+    return None
+
+
 class _Builder:
     def __init__(self, source: str, sources: dict[str, str]):
         self.source, self.sources = source, sources
 
     def fail(self, key: str, problem: str) -> HarnessError:
         option = self.sources.get(key)
-        where = f"{option} ({key})" if option else f"config {self.source}: '{key}'"
+        where = (option if key in option else f"{option} ({key})") if option else f"config {self.source}: '{key}'"
         return HarnessError(f"{where} {problem}")
 
     def build(self, schema: type[T], raw: Any, prefix: str) -> T:
@@ -181,14 +196,16 @@ class _Builder:
         hints = typing.get_type_hints(schema)
         unknown = sorted(set(map(str, raw)) - set(fields))
         if unknown:
+            key = f"{prefix}{unknown[0]}"
             known = ", ".join(sorted(fields))
-            raise HarnessError(f"config {self.source}: unknown key '{prefix}{unknown[0]}' (known keys here: {known}); "
-                               f"remove or rename it")
+            option = next((o for k, o in self.sources.items() if k == key or k.startswith(key + ".")), None)
+            where = option if option else f"config {self.source}"
+            raise HarnessError(f"{where}: unknown key '{key}' (known keys here: {known}); remove or rename it")
         values = {}
         for name, value in raw.items():
             key = f"{prefix}{name}"
             values[name] = self.coerce(hints[name], value, key)
-            valid = fields[name].metadata.get("valid")
+            valid = _declared_range(schema, name)
             if valid is not None:
                 self.check(valid, values[name], key)
         missing = [n for n, f in fields.items() if n not in values

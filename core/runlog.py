@@ -1,12 +1,12 @@
-"""One MLPerf log read through the official parser, with the quantities the
-checks and reports need (phases, epochs, throughput, hyperparameters)."""
+"""One MLPerf log read with the official parser's line reader, with the
+quantities the checks and reports need (phases, epochs, throughput,
+hyperparameters)."""
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-from mlperf_logging.compliance_checker.mlp_parser import parse_file
 
 from core.benchmark import facts_for_log
 
@@ -25,7 +25,7 @@ class RunLog:
     eval_spans: list[tuple[int, float, float]] = field(default_factory=list)
     series: dict[str, list[tuple[int, Any]]] = field(default_factory=dict)  # (epoch_num, value) per key
     timestamps: list[float] = field(default_factory=list)        # in file order
-    parse_errors: int = 0
+    parse_errors: list[str] = field(default_factory=list)      # "line N: why", for lines that are not records
 
     # --- identity ----------------------------------------------------------------
     @property
@@ -126,10 +126,31 @@ class RunLog:
         return self.metrics[-1][1] if self.metrics else None
 
 
+def parse_lines(path: Path, ruleset: str) -> tuple[list, list[str]]:
+    """The log's records, as the official parser reads each line, and a
+    reason per line it cannot read. The official ``parse_file`` stops with a
+    KeyError or TypeError at a line that is JSON but not a record (a
+    truncated or hand-edited log), so each line is read on its own here."""
+    parser = importlib.import_module(f"mlperf_logging.compliance_checker.mlp_parser.ruleset_{ruleset.replace('.', '')}")
+    loglines, errors = [], []
+    with open(path, encoding="latin-1") as f:
+        for number, line in enumerate(parser.strip_and_dedup(f), 1):
+            try:
+                record = parser.string_to_logline(number, line.strip())
+                if not isinstance(record.key, str) or not isinstance(record.value["metadata"] or {}, dict):
+                    raise ValueError("its key is not a string or its metadata not a mapping")
+                loglines.append(record)
+            except (ValueError, KeyError, TypeError) as err:
+                problem = {KeyError: f"has no {err}", TypeError: "is not a JSON object of time_ms, key, value and "
+                           "metadata"}.get(type(err), str(err))
+                errors.append(f"MLLOG record {number}: {problem}"[:200])
+    return loglines, errors
+
+
 def read_run_log(path: str | Path, ruleset: str = "3.0.0") -> RunLog:
     path = Path(path)
-    loglines, errors = parse_file(str(path), ruleset=ruleset)
-    run = RunLog(path, parse_errors=len(errors))
+    loglines, errors = parse_lines(path, ruleset)
+    run = RunLog(path, parse_errors=errors)
     open_spans: dict[tuple[str, int], float] = {}
     for line in loglines:
         key, value = line.key, line.value

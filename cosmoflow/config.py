@@ -15,15 +15,15 @@ class DataConfig(base.DataConfig):
     data_dir: str = "data/cosmoflow"
     format: str = ranged("tfrecord", one_of=("tfrecord", "hdf5"))   # tfrecord: the reference
     compression: str | None = ranged("GZIP", one_of=("GZIP", "ZLIB"))  # of the TFRecords; null: none
-    n_train: int = ranged(524288, minimum=1)
-    n_valid: int = ranged(65536, minimum=1)
+    n_train: int = 524288
+    n_valid: int = 65536
     samples_per_file: int = ranged(1, minimum=1)
     sample_shape: list[int] = ranged(factory=lambda: [128, 128, 128, 4], minimum=1, length=4)  # D, H, W, C
-    batch_size: int = ranged(4, minimum=1)
-    n_epochs: int = ranged(128, minimum=1)
+    batch_size: int = 4
+    n_epochs: int = 128
     apply_log: bool = True            # log(x + 1), as the reference
-    prefetch: int = ranged(4, minimum=1)
-    n_parallel_reads: int = ranged(4, minimum=1)
+    prefetch: int = 4
+    n_parallel_reads: int = 4
 
 
 @dataclass
@@ -70,17 +70,15 @@ class CosmoFlowConfig(base.BenchmarkConfig):
     def validate(self, source: str) -> None:
         check_pooling(self.data.sample_shape[:3], self.model.n_conv_layers)
 
-    def check_run(self, split: tuple[int, int], data_groups: int) -> None:
+    def check_run(self, split: tuple[int, int], data_groups: int, name: base.KeyNamer = str) -> None:
         d = self.data
-        for axis, (size, parts) in enumerate(zip(d.sample_shape[:2], split)):
-            if size % parts:
-                raise HarnessError(f"the spatial split {split[0]}x{split[1]} does not divide the volume "
-                                   f"{'x'.join(map(str, d.sample_shape[:3]))} along axis {axis} ({size} % {parts}): "
-                                   f"choose a split that divides it")
+        check_pooling(d.sample_shape[:3], self.model.n_conv_layers, [split[0], split[1], 1])
         global_batch = d.batch_size * data_groups
         if d.n_train % global_batch or d.n_train % (data_groups * d.samples_per_file):
-            raise HarnessError(f"data.n_train={d.n_train} is not divisible by the global batch {global_batch} "
-                               f"({data_groups} replicas x {d.batch_size}): change n_train or batch_size")
+            raise HarnessError(f"{name('data.n_train')}={d.n_train} is not divisible by the global batch "
+                               f"{global_batch} ({data_groups} replicas x {name('data.batch_size')}={d.batch_size}"
+                               f"{f', {d.samples_per_file} samples per file' if d.samples_per_file > 1 else ''}): "
+                               f"change one of them")
 
 
 def check_pooling(spatial: list[int], n_conv_layers: int, split: list[int] | None = None) -> None:

@@ -15,13 +15,13 @@ OUTPUT_STRIDE = 16           # the encoder halves H and W four times
 @dataclass
 class DataConfig(base.DataConfig):
     data_dir: str = "data/deepcam-full"
-    n_train: int = ranged(121266, minimum=1)
-    n_valid: int = ranged(15158, minimum=1)
+    n_train: int = 121266
+    n_valid: int = 15158
     sample_shape: list[int] = ranged(factory=lambda: [768, 1152, 16], minimum=1, length=3)   # H, W, C
-    batch_size: int = ranged(2, minimum=1)
-    n_epochs: int = ranged(64, minimum=1)
-    prefetch: int = ranged(2, minimum=1)
-    n_parallel_reads: int = ranged(4, minimum=1)
+    batch_size: int = 2
+    n_epochs: int = 64
+    prefetch: int = 2
+    n_parallel_reads: int = 4
 
 
 @dataclass
@@ -80,12 +80,13 @@ class DeepCAMConfig(base.BenchmarkConfig):
                                f"{self.optimizer.gradient_accumulation_frequency} is not supported; use 1 and a "
                                f"larger batch")
 
-    def check_run(self, split: tuple[int, int], data_groups: int) -> None:
+    def check_run(self, split: tuple[int, int], data_groups: int, name: base.KeyNamer = str) -> None:
         check_shape(*self.data.sample_shape[:2], split)
         d = self.data
         if (d.n_train // data_groups) // d.batch_size < 1:
-            raise HarnessError(f"data.n_train={d.n_train} gives no full batch of {d.batch_size} on each of "
-                               f"{data_groups} replicas: raise n_train or lower batch_size")
+            raise HarnessError(f"{name('data.n_train')}={d.n_train} gives no full batch of "
+                               f"{name('data.batch_size')}={d.batch_size} on each of {data_groups} replicas: raise "
+                               f"the sample count or lower the batch")
 
 
 def check_shape(height: int, width: int, split: tuple[int, int] = (1, 1)) -> None:

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from core.errors import HarnessError
+from core.outputs import room_for
 from core.synth_pool import run_pool
 from deepcam.config import check_shape
 
@@ -166,5 +167,7 @@ def parse_shape(text: str) -> tuple[int, int]:
 def synthesise(out: str | Path, n_train: int, n_valid: int, seed: int, options: dict, progress: bool = True) -> str:
     """``mlperf-hpc data synth deepcam``: the dataset, and what was written."""
     height, width = parse_shape(options["shape"])
+    # float32 fields and int32 labels, uncompressed
+    room_for(out, (n_train + n_valid) * height * width * (len(CHANNELS) + 1) * 4, "--n-train/--n-valid/--shape")
     path = generate(out, height, width, n_train, n_valid, seed, progress)
     return f"wrote {n_train} train + {n_valid} validation {height}x{width}x16 samples and stats.h5 to {path}"

@@ -4,10 +4,12 @@ limit, processes that the spatial split divides, a group where one is needed,
 and names that cannot smuggle shell into a script."""
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.benchmark import get_facts
 from core.errors import HarnessError
 from launch.system import System
 from parallel.topology import data_groups, layout_split
@@ -19,7 +21,7 @@ ELAPSE = re.compile(r"^(\d{1,3}):([0-5]\d):([0-5]\d)$")
 def elapse_seconds(text: str) -> int:
     match = ELAPSE.match(text)
     if not match:
-        raise HarnessError(f"elapse '{text}' is not a valid H:MM:SS time (minutes and seconds 00-59), "
+        raise HarnessError(f"--elapse '{text}' is not a valid H:MM:SS time (minutes and seconds 00-59), "
                            f"e.g. 1:30:00")
     hours, minutes, seconds = map(int, match.groups())
     return hours * 3600 + minutes * 60 + seconds
@@ -79,57 +81,80 @@ class JobSpec:
 
     @property
     def rscgrp(self) -> str:
-        return self.resource_group or self.system.default_resource_group
+        return self.resource_group if self.resource_group is not None else self.system.default_resource_group
 
     def validate(self) -> "JobSpec":
-        s = self.system
+        """Refuse, in one line naming the option, a job that the system would
+        reject or that would fail when it starts; returns the job."""
+        self._check_names()
+        self._check_resources()
+        self._check_placement()
+        self._check_run()
+        return self
+
+    def _check_names(self) -> None:
+        # Names and groups go into scheduler directives, which cannot quote.
         if not SAFE_NAME.match(self.name):
-            raise HarnessError(f"job name {self.name!r} may only contain letters, digits, '.', '_' and '-' "
+            raise HarnessError(f"--name {self.name!r} may only contain letters, digits, '.', '_' and '-' "
                                f"(at most 63, starting with a letter or digit)")
         if not re.match(r"^[A-Za-z0-9_./-]+$", self.job_dir):
-            raise HarnessError(f"job directory {self.job_dir!r} may only contain letters, digits and '_./-' "
+            raise HarnessError(f"--job-dir {self.job_dir!r} may only contain letters, digits and '_./-' "
                                f"(scheduler directives cannot quote it)")
         if self.group is not None and not SAFE_NAME.match(self.group):
-            raise HarnessError(f"group {self.group!r} may only contain letters, digits, '.', '_' and '-'")
-        if s.group_required and not self.group:
-            raise HarnessError(f"{s.name} charges jobs to a group: pass --group GROUP")
-        split = self.split
+            raise HarnessError(f"--group {self.group!r} may only contain letters, digits, '.', '_' and '-'")
+        if self.system.group_required and not self.group:
+            raise HarnessError(f"{self.system.name} charges jobs to a group: pass --group GROUP")
+
+    def _check_resources(self) -> None:
+        s = self.system
         if self.nodes < 1:
             raise HarnessError(f"--nodes must be at least 1, got {self.nodes}")
         if self.instances < 1:
             raise HarnessError(f"--instances must be at least 1, got {self.instances}")
         if self.rscgrp not in s.resource_groups:
-            raise HarnessError(f"resource group '{self.rscgrp}' does not exist on {s.name}: use one of "
+            raise HarnessError(f"--rscgrp '{self.rscgrp}' does not exist on {s.name}: use one of "
                                f"{', '.join(s.resource_groups)}")
         limits = s.resource_groups[self.rscgrp]
         if self.total_nodes > limits.max_nodes:
-            raise HarnessError(f"{self.total_nodes} nodes exceed the {limits.max_nodes}-node limit of resource "
-                               f"group '{self.rscgrp}' on {s.name}: use fewer nodes or a larger group")
+            raise HarnessError(f"--nodes {self.nodes} x --instances {self.instances}: {self.total_nodes} nodes exceed "
+                               f"the {limits.max_nodes}-node limit of resource group '{self.rscgrp}' on {s.name}: "
+                               f"use fewer nodes or a larger group")
         if elapse_seconds(self.elapse) > elapse_seconds(limits.max_elapse):
-            raise HarnessError(f"elapse {self.elapse} exceeds the {limits.max_elapse} limit of resource group "
+            raise HarnessError(f"--elapse {self.elapse} exceeds the {limits.max_elapse} limit of resource group "
                                f"'{self.rscgrp}' on {s.name}")
         if not 1 <= self.ppn <= s.max_procs_per_node:
-            raise HarnessError(f"{self.ppn} processes per node is outside 1..{s.max_procs_per_node} on {s.name}")
+            raise HarnessError(f"--ppn {self.ppn} is outside 1..{s.max_procs_per_node} processes per node on {s.name}")
+
+    def _check_placement(self) -> None:
+        split = self.split
         try:
             data_groups(self.layout, split, self.processes)
         except HarnessError as err:
             raise HarnessError(f"{err} ({self.nodes} nodes x {self.ppn} per node)") from None
         if self.node_topology not in (None, "torus", "mesh", "noncont"):
-            raise HarnessError(f"node topology '{self.node_topology}' must be torus, mesh or noncont")
-        if self.node_topology == "noncont" and self.node_shape:
-            raise HarnessError("noncont allocates nodes without a shape: drop --shape or use torus/mesh")
-        if self.node_topology in ("torus", "mesh") and not self.node_shape:
-            raise HarnessError(f"{self.node_topology} needs a node shape: pass --shape, e.g. 4x3x8")
-        if self.node_shape:
-            dims = [int(d) for d in self.node_shape.split("x")] if re.match(r"^\d+(x\d+){0,2}$",
+            raise HarnessError(f"--topology '{self.node_topology}' must be torus, mesh or noncont")
+        if self.node_topology == "noncont" and self.node_shape is not None:
+            raise HarnessError("--topology noncont allocates nodes without a shape: drop --shape or use torus/mesh")
+        if self.node_topology in ("torus", "mesh") and self.node_shape is None:
+            raise HarnessError(f"--topology {self.node_topology} needs a node shape: pass --shape, e.g. 4x3x8")
+        if self.node_shape is not None:
+            dims = [int(d) for d in self.node_shape.split("x")] if re.match(r"^\d{1,5}(x\d{1,5}){0,2}$",
                                                                              self.node_shape) else []
-            total = 1
-            for d in dims:
-                total *= d
-            if not dims or total != self.total_nodes:
-                raise HarnessError(f"node shape '{self.node_shape}' must be 1-3 sizes like 4x3x8 whose product is "
+            if not dims or math.prod(dims) != self.total_nodes:
+                raise HarnessError(f"--shape '{self.node_shape}' must be 1-3 sizes like 4x3x8 whose product is "
                                    f"the job's {self.total_nodes} nodes")
-        return self
+
+    def _check_run(self) -> None:
+        """What the training command checks when the job starts, checked now."""
+        facts = get_facts(self.benchmark)
+        config = facts.load_config(self.config, {"data.data_dir": self.data_dir} if self.data_dir else {},
+                                   {"data.data_dir": "--data"})
+        config.check_run(self.split, data_groups(self.layout, self.split, self.processes),
+                         lambda key: "--data" if key == "data.data_dir" else key)
+        for instance in range(self.instances):
+            if self.log_path(instance).exists():
+                raise HarnessError(f"--job-dir {self.job_dir} already holds {self.log_path(instance).name} from an "
+                                   f"earlier run, which the job would refuse to overwrite: pass a new --job-dir")
 
     def log_path(self, instance: int) -> Path:
         return Path(self.job_dir) / (f"instance_{instance}.log" if self.instances > 1 else "result.log")

@@ -24,6 +24,14 @@ class Scheduler:
     states: dict[str, str] = {}
     submit_tool = ""
     submit_pattern = ""        # finds the job id in the submit tool's output (group 1)
+    job_id_pattern = r"^\d{1,12}$"
+    job_id_form = "digits"
+
+    def check_job_id(self, job_id: str | None) -> str | None:
+        """A job id as this scheduler writes them, or a one-line refusal."""
+        if job_id is not None and not re.match(self.job_id_pattern, job_id):
+            raise HarnessError(f"job id {job_id!r} is not a {self.name} job id ({self.job_id_form})")
+        return job_id
 
     def directives(self, job: JobSpec) -> list[str]:
         return []
@@ -56,6 +64,8 @@ class PJM(Scheduler):
     name = "pjm"
     submit_tool = "pjsub"
     submit_pattern = r"Job (\d+(?:\[\d+\])?) submitted"
+    job_id_pattern = r"^\d{1,12}(\[\d{1,6}\])?$"
+    job_id_form = "digits, or digits[n] for a bulk job"
     states = {"ACC": "queued", "QUE": "queued", "RNA": "queued", "RNP": "running", "RUN": "running",
               "RNE": "running", "RNO": "running", "EXT": "done", "CCL": "failed", "ERR": "failed",
               "HLD": "held", "RJT": "failed"}
@@ -151,6 +161,8 @@ class PBS(Scheduler):
     name = "pbs"
     submit_tool = "qsub"
     submit_pattern = r"^\s*(\d+\.[\w.-]+)\s*$"
+    job_id_pattern = r"^\d{1,12}(\.[A-Za-z0-9.-]{1,64})?$"
+    job_id_form = "digits, optionally .server"
     hostfile_var = "PBS_NODEFILE"
     states = {"Q": "queued", "W": "queued", "H": "held", "R": "running", "E": "running", "F": "done",
               "X": "done", "S": "held"}
@@ -182,6 +194,7 @@ class Local(Scheduler):
     """No queue: the script runs at once, in the foreground."""
 
     name = "local"
+    job_id_pattern = r".*"          # there are no ids; status and cancel say why
 
     def submit_command(self, job: JobSpec, script: str) -> list[str]:
         return ["bash", script]

@@ -13,6 +13,7 @@ from launch.job import JobSpec
 from launch.render import render
 from launch.schedulers import JobState, get_scheduler
 from launch.system import System
+from parallel.topology import layout_split
 from core.errors import HarnessError
 from core.runlog import read_run_log
 
@@ -30,9 +31,12 @@ def _run(command: list[str]) -> str:
 def submit(job: JobSpec, dry_run: bool = False) -> tuple[list[str], str | None]:
     """Write the job's script and submit it; returns the exact command line
     and the job id (None on a dry run). Local jobs run to completion here."""
-    script = render(job).write(job.job_dir)
+    rendered = render(job)
     scheduler = get_scheduler(job.system.scheduler)
-    command = scheduler.submit_command(job, str(script))
+    if not dry_run and job.data_dir and not Path(job.data_dir).is_dir():
+        raise HarnessError(f"--data {job.data_dir} is not a directory here: the job would fail when it starts; "
+                           f"pass the dataset's path on the shared file system")
+    command = scheduler.submit_command(job, str(rendered.write(job.job_dir)))
     if dry_run:
         return command, None
     if scheduler.name == "local":
@@ -46,11 +50,13 @@ def submit(job: JobSpec, dry_run: bool = False) -> tuple[list[str], str | None]:
 def status(system: System, job_id: str | None = None, output: str | None = None) -> list[JobState]:
     """The scheduler's view of the user's jobs (or one job)."""
     scheduler = get_scheduler(system.scheduler)
+    scheduler.check_job_id(job_id)
     return scheduler.parse_status(output if output is not None else _run(scheduler.status_command(job_id)))
 
 
 def cancel(system: System, job_id: str) -> list[str]:
-    command = get_scheduler(system.scheduler).cancel_command(job_id)
+    scheduler = get_scheduler(system.scheduler)
+    command = scheduler.cancel_command(scheduler.check_job_id(job_id))
     _run(command)
     return command
 
@@ -59,8 +65,12 @@ def parse_layouts(text: str) -> list[tuple[str, str | None]]:
     """'data,hybrid:4x1' -> [('data', None), ('hybrid', '4x1')]"""
     out = []
     for item in text.split(","):
-        layout, _, split = item.strip().partition(":")
-        out.append((layout, split or None))
+        layout, colon, split = item.strip().partition(":")
+        try:
+            layout_split(layout, split if colon else None)
+        except HarnessError as err:
+            raise HarnessError(f"--layouts '{text}': {err} (write each point as layout or layout:AxB)") from None
+        out.append((layout, split if colon else None))
     return out
 
 

@@ -49,8 +49,12 @@ def collect_rows(paths: list[str | Path]) -> tuple[list[ReportRow], str]:
     rows = []
     for log in logs:
         run = read_run_log(log)
+        if run.run_start_ms is None:
+            reason = f" ({run.parse_errors[0]})" if run.parse_errors else ""
+            raise HarnessError(f"{log} records no run_start{reason}: it is not a run to report; leave it out")
         ttt = run.time_to_train_s
-        rows.append(ReportRow(str(log), run.benchmark, run.layout, run.nodes, run.processes, run.global_batch,
+        rows.append(ReportRow(str(log), run.benchmark, run.layout, max(run.nodes, 1), max(run.processes, 1),
+                              run.global_batch,
                               run.train_samples_per_s, ttt / 60 if ttt is not None else None, run.epochs,
                               run.status, run.init_s, run.staging_s, run.train_s, run.eval_s))
     scale = "nodes" if len({r.nodes for r in rows}) > 1 else "processes"
@@ -122,6 +126,10 @@ def _cell(row: ReportRow, key: str) -> str:
     if isinstance(value, float):
         return f"{value:.2f}"
     return "-" if value is None else str(value)
+
+
+PLOTS = ("throughput", "efficiency", "breakdown")
+REPORT_FILES = ("report.csv", "report.md", "report.html", *(f"{name}.png" for name in PLOTS))
 
 
 def write_report(paths: list[str | Path], out: str | Path) -> dict[str, Path]:

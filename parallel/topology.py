@@ -12,13 +12,11 @@ LAYOUTS = ("single", "data", "spatial", "hybrid")
 SPLIT_LAYOUTS = ("spatial", "hybrid")       # each sample split over a group of processes
 
 
-def parse_split(text: str | None) -> tuple[int, int]:
+def parse_split(text: str) -> tuple[int, int]:
     """A spatial split 'AxB' (blocks along a sample's first and second split
-    axis: CosmoFlow depth x height, DeepCAM height x width); no text is 1x1."""
-    if not text:
-        return (1, 1)
+    axis: CosmoFlow depth x height, DeepCAM height x width)."""
     if not re.match(r"^\d{1,4}x\d{1,4}$", text) or 0 in tuple(int(p) for p in text.split("x")):
-        raise HarnessError(f"spatial split '{text}' must look like AxB with positive sizes, e.g. 4x1")
+        raise HarnessError(f"--spatial '{text}' must look like AxB with positive sizes, e.g. 4x1")
     first, second = (int(p) for p in text.split("x"))
     return first, second
 
@@ -29,11 +27,11 @@ def layout_split(layout: str, spatial: str | None) -> tuple[int, int]:
     if layout not in LAYOUTS:
         raise HarnessError(f"unknown layout '{layout}': use one of {', '.join(LAYOUTS)}")
     if layout in SPLIT_LAYOUTS:
-        if not spatial:
+        if spatial is None:
             raise HarnessError(f"--layout {layout} needs --spatial AxB, e.g. --spatial 2x1")
         return parse_split(spatial)
-    if spatial:
-        raise HarnessError(f"--spatial {spatial} needs --layout spatial or hybrid")
+    if spatial is not None:
+        raise HarnessError(f"--spatial '{spatial}' needs --layout spatial or hybrid")
     return (1, 1)
 
 
@@ -44,7 +42,7 @@ def data_groups(layout: str, split: tuple[int, int], processes: int) -> int:
     if layout == "single" and processes != 1:
         raise HarnessError(f"--layout single runs one process, not {processes}: use --layout data under mpirun")
     if processes % per_sample:
-        raise HarnessError(f"{processes} processes are not a multiple of the spatial split {split[0]}x{split[1]} "
+        raise HarnessError(f"{processes} processes are not a multiple of the --spatial {split[0]}x{split[1]} split "
                            f"({per_sample} processes per sample): run a multiple of {per_sample} processes")
     if layout == "spatial" and processes != per_sample:
         raise HarnessError(f"--layout spatial --spatial {split[0]}x{split[1]} runs on exactly {per_sample} "

@@ -26,7 +26,7 @@ def job_for(case: str) -> JobSpec:
     spec = dict(CASES[case])
     system = load_system(spec.pop("system"))
     return JobSpec(system=system, benchmark="cosmoflow", nodes=spec.pop("nodes"), layout=spec.pop("layout", "data"),
-                   spatial=spec.pop("spatial", None), config="/shared/configs/cosmo.yaml",
+                   spatial=spec.pop("spatial", None), config=str(REPO / "cosmoflow" / "configs" / "cosmo.yaml"),
                    data_dir="/shared/data/cosmoflow", elapse=spec.pop("elapse", "1:00:00"), name=case.replace("_", "-"),
                    group=spec.pop("group", None), resource_group=spec.pop("rscgrp", None),
                    procs_per_node=spec.pop("ppn", None), instances=spec.pop("instances", 1),

@@ -244,7 +244,9 @@ def test_a_label_outside_the_classes_is_one_clear_error(tmp_path):
 
 
 def test_a_split_the_blocks_cannot_take_is_refused_before_training(tmp_path):
-    result = cli("train", "deepcam", "--layout", "spatial", "--spatial", "1x2", "--data", str(tmp_path))
+    # As the first of 2 ranks mpirun started: the refusal comes before MPI starts.
+    result = cli("train", "deepcam", "--layout", "spatial", "--spatial", "1x2", "--data", str(tmp_path),
+                 env={"OMPI_COMM_WORLD_SIZE": "2", "OMPI_COMM_WORLD_RANK": "0"})
     assert_one_error_line(result, "width 144 split 2 ways (blocks of 72)", "output stride 16")
 
 

@@ -61,11 +61,11 @@ def test_weak_instances_get_compact_disjoint_blocks():
     (dict(nodes=400), "400 nodes exceed the 384-node limit of resource group 'small'"),
     (dict(elapse="25:99:00"), "elapse '25:99:00' is not a valid H:MM:SS time"),
     (dict(elapse="80:00:00"), "exceeds the 72:00:00 limit"),
-    (dict(layout="hybrid", spatial="3x1"), "32 processes are not a multiple of the spatial split 3x1 (3 processes per sample)"),
-    (dict(name="$(rm -rf ~)"), "job name '$(rm -rf ~)' may only contain"),
+    (dict(layout="hybrid", spatial="3x1"), "32 processes are not a multiple of the --spatial 3x1 split (3 processes per sample)"),
+    (dict(name="$(rm -rf ~)"), "--name '$(rm -rf ~)' may only contain"),
     (dict(group=None), "fugaku charges jobs to a group: pass --group"),
-    (dict(group="g;reboot"), "group 'g;reboot' may only contain"),
-    (dict(node_shape="3x3"), "node shape '3x3' must be 1-3 sizes"),
+    (dict(group="g;reboot"), "--group 'g;reboot' may only contain"),
+    (dict(node_shape="3x3"), "--shape '3x3' must be 1-3 sizes"),
 ])
 def test_impossible_jobs_are_refused(change, message):
     job = job_for("fugaku_data")
@@ -88,7 +88,7 @@ def test_pjm_node_shapes_and_topologies(shape, topology, directive):
 def test_cli_refusal_is_one_line():
     result = cli("launch", "render", "--system", "fugaku", "--nodes", "4", "--group", "hp1", "--name", "$(id)")
     assert result.returncode == 2 and result.stderr.count("\n") == 1
-    assert result.stderr.startswith("mlperf-hpc: error: job name '$(id)' may only contain")
+    assert result.stderr.startswith("mlperf-hpc: error: --name '$(id)' may only contain")
 
 
 def test_user_paths_are_quoted_in_the_script():
@@ -173,7 +173,8 @@ def test_pbs_submit_and_status(fake_tools, tmp_path):
 
 def test_sweep_renders_every_point_and_writes_a_manifest(tmp_path):
     result = cli("launch", "sweep", "--system", "fugaku", "--nodes", "1,2,4,8", "--layouts", "data,hybrid:4x1",
-                 "--ppn", "4", "--group", "hp1", "--job-dir", str(tmp_path / "sw"), "--dry-run")
+                 "--ppn", "4", "--group", "hp1", "--job-dir", str(tmp_path / "sw"), "--dry-run",
+                 "--config", str(REPO / "cosmoflow" / "configs" / "cosmo.yaml"))
     assert result.returncode == 0, result.stderr
     manifest = json.loads((tmp_path / "sw" / "manifest.json").read_text())
     points = [(p["layout"], p["spatial"], p["nodes"]) for p in manifest["points"]]

@@ -105,19 +105,22 @@ def test_hybrid_run_saves_the_full_keras_weights(hybrid_run):
     assert (2 * 2 * 2 * 128, 128) in shapes
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--layout", "hybrid", "--spatial", "3x1"], "conv layer 1 sees a 32x32x32 volume; the split 3 does not divide axis 0 size 32"),
-    (["--layout", "spatial", "--spatial", "2x1"], "conv layer 5 sees a 2x2x2 volume; the split 2 leaves blocks of 1 on axis 0"),
-    (["--layout", "hybrid", "--spatial", "1x2", "--set", "model.n_conv_layers=4"],
-     "1 processes are not a multiple of the spatial split 1x2 (2 processes per sample)"),
-    (["--layout", "hybrid"], "--layout hybrid needs --spatial AxB"),
-    (["--layout", "data", "--spatial", "2x1"], "--spatial 2x1 needs --layout spatial or hybrid"),
-    (["--layout", "hybrid", "--spatial", "2x1", "--set", "model.kernel_size=2", "--set", "model.n_conv_layers=4"],
+@pytest.mark.parametrize("ranks, args, message", [
+    (3, ["--layout", "hybrid", "--spatial", "3x1"], "conv layer 1 sees a 32x32x32 volume; the split 3 does not divide axis 0 size 32"),
+    (2, ["--layout", "spatial", "--spatial", "2x1"], "conv layer 5 sees a 2x2x2 volume; the split 2 leaves blocks of 1 on axis 0"),
+    (1, ["--layout", "hybrid", "--spatial", "1x2", "--set", "model.n_conv_layers=4"],
+     "1 processes are not a multiple of the --spatial 1x2 split (2 processes per sample)"),
+    (1, ["--layout", "hybrid"], "--layout hybrid needs --spatial AxB"),
+    (1, ["--layout", "data", "--spatial", "2x1"], "--spatial '2x1' needs --layout spatial or hybrid"),
+    (2, ["--layout", "hybrid", "--spatial", "2x1", "--set", "model.kernel_size=2", "--set", "model.n_conv_layers=4"],
      "spatial layouts need an odd kernel"),
 ])
-def test_impossible_splits_are_refused_before_training(tmp_path, tiny_data, args, message):
+def test_impossible_splits_are_refused_before_training(tmp_path, tiny_data, ranks, args, message):
+    # As rank 0 of the ranks mpirun would start: every refusal comes before MPI starts.
     log = tmp_path / "refused.log"
-    result = cli("train", "cosmoflow", "--data", str(tiny_data), "--log", str(log), *args)
+    result = cli("train", "cosmoflow", "--data", str(tiny_data), "--log", str(log), "--set", "data.n_train=64",
+                 "--set", "data.n_valid=32", *args,
+                 env={"OMPI_COMM_WORLD_SIZE": str(ranks), "OMPI_COMM_WORLD_RANK": "0"})
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], result.stderr

@@ -69,7 +69,7 @@ def worker(args: argparse.Namespace) -> None:
         x = rng.uniform(0, 1, size=[args.batch] + config.data.sample_shape)
         y = rng.integers(0, 3, size=[args.batch] + config.data.sample_shape[:2]).astype(np.int32)
     x, y = tf.constant(x.astype(np.float32)), tf.constant(y)
-    layout = make_layout(args.layout, parse_split(args.split))
+    layout = make_layout(args.layout, parse_split(args.split) if args.split else (1, 1))
     trainer = layout.make_trainer(benchmark, config, seed=1)
     trainer.set_learning_rate(1e-4)
     built = rss_mib()

@@ -18,4 +18,4 @@ JOB_DIR=/jobs/abci2_data
 mkdir -p "$JOB_DIR"
 STAGE_DIR="$SGE_LOCALDIR/mlperf-hpc"
 sort -u "$SGE_JOB_HOSTLIST" | awk '{print $1" slots=4"}' > /jobs/abci2_data/hostfile
-mpirun -n 8 -npernode 4 --hostfile /jobs/abci2_data/hostfile --map-by slot --bind-to none --mca pml ob1 -x MLPERF_HPC_THREADS -x TF_ENABLE_ONEDNN_OPTS python -m mlperf_hpc.cli train cosmoflow --layout data --config /shared/configs/cosmo.yaml --data /shared/data/cosmoflow --stage-dir "$STAGE_DIR" --log /jobs/abci2_data/result.log
+mpirun -n 8 -npernode 4 --hostfile /jobs/abci2_data/hostfile --map-by slot --bind-to none --mca pml ob1 -x MLPERF_HPC_THREADS -x TF_ENABLE_ONEDNN_OPTS python -m mlperf_hpc.cli train cosmoflow --layout data --config @REPO@/cosmoflow/configs/cosmo.yaml --data /shared/data/cosmoflow --stage-dir "$STAGE_DIR" --log /jobs/abci2_data/result.log

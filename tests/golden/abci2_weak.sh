@@ -21,8 +21,8 @@ sort -u "$SGE_JOB_HOSTLIST" | awk '{print $1" slots=4"}' > /jobs/abci2_weak/host
 sed -n '1,2p' /jobs/abci2_weak/hostfile > /jobs/abci2_weak/hostfile.0
 sed -n '3,4p' /jobs/abci2_weak/hostfile > /jobs/abci2_weak/hostfile.1
 mkdir -p "$JOB_DIR/gate"
-mpirun -n 8 -npernode 4 --hostfile /jobs/abci2_weak/hostfile.0 --map-by slot --bind-to none --mca pml ob1 -x MLPERF_HPC_THREADS -x TF_ENABLE_ONEDNN_OPTS python -m mlperf_hpc.cli train cosmoflow --layout data --config /shared/configs/cosmo.yaml --data /shared/data/cosmoflow --stage-dir "$STAGE_DIR" --log /jobs/abci2_weak/instance_0.log --instances 2 --instance-id 0 --start-gate /jobs/abci2_weak/gate &
-mpirun -n 8 -npernode 4 --hostfile /jobs/abci2_weak/hostfile.1 --map-by slot --bind-to none --mca pml ob1 -x MLPERF_HPC_THREADS -x TF_ENABLE_ONEDNN_OPTS python -m mlperf_hpc.cli train cosmoflow --layout data --config /shared/configs/cosmo.yaml --data /shared/data/cosmoflow --stage-dir "$STAGE_DIR" --log /jobs/abci2_weak/instance_1.log --instances 2 --instance-id 1 --start-gate /jobs/abci2_weak/gate &
+mpirun -n 8 -npernode 4 --hostfile /jobs/abci2_weak/hostfile.0 --map-by slot --bind-to none --mca pml ob1 -x MLPERF_HPC_THREADS -x TF_ENABLE_ONEDNN_OPTS python -m mlperf_hpc.cli train cosmoflow --layout data --config @REPO@/cosmoflow/configs/cosmo.yaml --data /shared/data/cosmoflow --stage-dir "$STAGE_DIR" --log /jobs/abci2_weak/instance_0.log --instances 2 --instance-id 0 --start-gate /jobs/abci2_weak/gate &
+mpirun -n 8 -npernode 4 --hostfile /jobs/abci2_weak/hostfile.1 --map-by slot --bind-to none --mca pml ob1 -x MLPERF_HPC_THREADS -x TF_ENABLE_ONEDNN_OPTS python -m mlperf_hpc.cli train cosmoflow --layout data --config @REPO@/cosmoflow/configs/cosmo.yaml --data /shared/data/cosmoflow --stage-dir "$STAGE_DIR" --log /jobs/abci2_weak/instance_1.log --instances 2 --instance-id 1 --start-gate /jobs/abci2_weak/gate &
 status=0
 for pid in $(jobs -p); do wait "$pid" || status=1; done
 exit "$status"

@@ -19,4 +19,4 @@ JOB_DIR=/jobs/abci3_hybrid_2x2
 mkdir -p "$JOB_DIR"
 STAGE_DIR="$PBS_LOCALDIR/mlperf-hpc"
 sort -u "$PBS_NODEFILE" | awk '{print $1" slots=8"}' > /jobs/abci3_hybrid_2x2/hostfile
-mpirun -n 16 -npernode 8 --hostfile /jobs/abci3_hybrid_2x2/hostfile --map-by slot --bind-to none --mca pml ob1 -x MLPERF_HPC_THREADS -x TF_ENABLE_ONEDNN_OPTS python -m mlperf_hpc.cli train cosmoflow --layout hybrid --spatial 2x2 --config /shared/configs/cosmo.yaml --data /shared/data/cosmoflow --stage-dir "$STAGE_DIR" --log /jobs/abci3_hybrid_2x2/result.log
+mpirun -n 16 -npernode 8 --hostfile /jobs/abci3_hybrid_2x2/hostfile --map-by slot --bind-to none --mca pml ob1 -x MLPERF_HPC_THREADS -x TF_ENABLE_ONEDNN_OPTS python -m mlperf_hpc.cli train cosmoflow --layout hybrid --spatial 2x2 --config @REPO@/cosmoflow/configs/cosmo.yaml --data /shared/data/cosmoflow --stage-dir "$STAGE_DIR" --log /jobs/abci3_hybrid_2x2/result.log

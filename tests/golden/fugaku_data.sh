@@ -22,5 +22,5 @@ export TF_ENABLE_ONEDNN_OPTS=1
 JOB_DIR=/jobs/fugaku_data
 mkdir -p "$JOB_DIR"
 STAGE_DIR="$PJM_LOCALTMP/mlperf-hpc"
-llio_transfer /shared/configs/cosmo.yaml
-mpiexec -np 32 -of-proc /jobs/fugaku_data/output/0/%/1000r/out python -m mlperf_hpc.cli train cosmoflow --layout data --config /shared/configs/cosmo.yaml --data /shared/data/cosmoflow --stage-dir "$STAGE_DIR" --log /jobs/fugaku_data/result.log
+llio_transfer @REPO@/cosmoflow/configs/cosmo.yaml
+mpiexec -np 32 -of-proc /jobs/fugaku_data/output/0/%/1000r/out python -m mlperf_hpc.cli train cosmoflow --layout data --config @REPO@/cosmoflow/configs/cosmo.yaml --data /shared/data/cosmoflow --stage-dir "$STAGE_DIR" --log /jobs/fugaku_data/result.log

@@ -24,5 +24,5 @@ export TF_ENABLE_ONEDNN_OPTS=1
 JOB_DIR=/jobs/fugaku_hybrid_4x1
 mkdir -p "$JOB_DIR"
 STAGE_DIR="$PJM_LOCALTMP/mlperf-hpc"
-llio_transfer /shared/configs/cosmo.yaml
-mpiexec -np 8 -of-proc /jobs/fugaku_hybrid_4x1/output/0/%/1000r/out python -m mlperf_hpc.cli train cosmoflow --layout hybrid --spatial 4x1 --config /shared/configs/cosmo.yaml --data /shared/data/cosmoflow --stage-dir "$STAGE_DIR" --log /jobs/fugaku_hybrid_4x1/result.log
+llio_transfer @REPO@/cosmoflow/configs/cosmo.yaml
+mpiexec -np 8 -of-proc /jobs/fugaku_hybrid_4x1/output/0/%/1000r/out python -m mlperf_hpc.cli train cosmoflow --layout hybrid --spatial 4x1 --config @REPO@/cosmoflow/configs/cosmo.yaml --data /shared/data/cosmoflow --stage-dir "$STAGE_DIR" --log /jobs/fugaku_hybrid_4x1/result.log

@@ -23,10 +23,10 @@ export TF_ENABLE_ONEDNN_OPTS=1
 JOB_DIR=/jobs/fugaku_weak
 mkdir -p "$JOB_DIR"
 STAGE_DIR="$PJM_LOCALTMP/mlperf-hpc"
-llio_transfer /shared/configs/cosmo.yaml
+llio_transfer @REPO@/cosmoflow/configs/cosmo.yaml
 mkdir -p "$JOB_DIR/gate"
-mpiexec -np 4 -of-proc /jobs/fugaku_weak/output/0/%/1000r/out -vcoordfile /jobs/fugaku_weak/instance_0.vcoord python -m mlperf_hpc.cli train cosmoflow --layout data --config /shared/configs/cosmo.yaml --data /shared/data/cosmoflow --stage-dir "$STAGE_DIR" --log /jobs/fugaku_weak/instance_0.log --seed 100 --instances 2 --instance-id 0 --start-gate /jobs/fugaku_weak/gate &
-mpiexec -np 4 -of-proc /jobs/fugaku_weak/output/1/%/1000r/out -vcoordfile /jobs/fugaku_weak/instance_1.vcoord python -m mlperf_hpc.cli train cosmoflow --layout data --config /shared/configs/cosmo.yaml --data /shared/data/cosmoflow --stage-dir "$STAGE_DIR" --log /jobs/fugaku_weak/instance_1.log --seed 101 --instances 2 --instance-id 1 --start-gate /jobs/fugaku_weak/gate &
+mpiexec -np 4 -of-proc /jobs/fugaku_weak/output/0/%/1000r/out -vcoordfile /jobs/fugaku_weak/instance_0.vcoord python -m mlperf_hpc.cli train cosmoflow --layout data --config @REPO@/cosmoflow/configs/cosmo.yaml --data /shared/data/cosmoflow --stage-dir "$STAGE_DIR" --log /jobs/fugaku_weak/instance_0.log --seed 100 --instances 2 --instance-id 0 --start-gate /jobs/fugaku_weak/gate &
+mpiexec -np 4 -of-proc /jobs/fugaku_weak/output/1/%/1000r/out -vcoordfile /jobs/fugaku_weak/instance_1.vcoord python -m mlperf_hpc.cli train cosmoflow --layout data --config @REPO@/cosmoflow/configs/cosmo.yaml --data /shared/data/cosmoflow --stage-dir "$STAGE_DIR" --log /jobs/fugaku_weak/instance_1.log --seed 101 --instances 2 --instance-id 1 --start-gate /jobs/fugaku_weak/gate &
 status=0
 for pid in $(jobs -p); do wait "$pid" || status=1; done
 exit "$status"

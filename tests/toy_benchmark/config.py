@@ -9,10 +9,10 @@ from core.config import ranged
 
 @dataclass
 class DataConfig(base.DataConfig):
-    n_train: int = ranged(64, minimum=1)
-    n_valid: int = ranged(16, minimum=1)
-    batch_size: int = ranged(8, minimum=1)
-    n_epochs: int = ranged(30, minimum=1)
+    n_train: int = 64
+    n_valid: int = 16
+    batch_size: int = 8
+    n_epochs: int = 30
 
 
 @dataclass

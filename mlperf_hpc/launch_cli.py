@@ -1,0 +1,154 @@
+"""The ``mlperf-hpc launch`` commands: job scripts, submission, status,
+sweeps and collection. Every option is checked, by the same rules the
+training command applies when the job starts, before anything is written
+or queued."""
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+from typing import Any
+
+from core.benchmark import benchmark_names
+from core.config import Valid
+from core.errors import HarnessError
+from launch.job import SAFE_NAME, JobSpec
+from launch.system import available_systems, load_system
+from mlperf_hpc.arguments import int_in
+from parallel.topology import LAYOUTS
+
+
+def _job_from_args(args: argparse.Namespace, nodes: int | None = None) -> JobSpec:
+    def absolute(path: str | None, option: str) -> str | None:
+        # Jobs start elsewhere (the scheduler's cwd): pin paths now.
+        if path is not None and not path.strip():
+            raise HarnessError(f"{option} needs a path, got ''")
+        return str(Path(path).absolute()) if path else None
+
+    return JobSpec(system=load_system(args.system), benchmark=args.benchmark, nodes=nodes or args.nodes,
+                   layout=args.layout, spatial=args.spatial, config=absolute(args.config, "--config"),
+                   data_dir=absolute(args.data, "--data"), elapse=args.elapse, name=args.name, group=args.group,
+                   resource_group=args.rscgrp, procs_per_node=args.ppn, instances=args.instances,
+                   node_shape=args.shape, node_topology=args.topology,
+                   job_dir=absolute(args.job_dir if args.job_dir is not None else f"jobs/{args.name}", "--job-dir"),
+                   seed=args.seed)
+
+
+def parse_node_counts(text: str) -> list[int]:
+    """``--nodes 1,2,4,8`` of a sweep."""
+    counts = [part.strip() for part in text.split(",")]
+    if not all(re.match(r"^\d{1,6}$", c) and int(c) > 0 for c in counts):
+        raise HarnessError(f"--nodes '{text}' must be positive node counts separated by commas, e.g. 1,2,4,8")
+    return [int(c) for c in counts]
+
+
+def _cmd_launch(args: argparse.Namespace) -> int:
+    from core.outputs import writable_dir
+    from launch import submit as launching
+    from launch.render import render
+
+    if args.action == "render":
+        job = _job_from_args(args)
+        rendered = render(job)
+        writable_dir(job.job_dir, "--job-dir")     # the job writes its logs there
+        if args.write:
+            print(f"wrote {rendered.write(job.job_dir)}")
+        else:
+            print(rendered.script, end="")
+    elif args.action == "submit":
+        job = _job_from_args(args)
+        writable_dir(job.job_dir, "--job-dir")
+        command, job_id = launching.submit(job, args.dry_run)
+        print(" ".join(command) if args.dry_run else f"submitted {job_id}: {' '.join(command)}")
+    elif args.action == "status":
+        for job in launching.status(load_system(args.system), args.job_id):
+            print(f"{job.job_id}  {job.name}  {job.state}  ({job.raw})")
+    elif args.action == "cancel":
+        print(" ".join(launching.cancel(load_system(args.system), args.job_id)))
+    elif args.action == "sweep":
+        from launch.submit import parse_layouts
+
+        nodes = parse_node_counts(args.nodes_list)
+        sweep_dir = str(writable_dir(Path(args.job_dir if args.job_dir is not None else f"sweeps/{args.name}")
+                                     .absolute(), "--job-dir"))
+        manifest = launching.sweep(_job_from_args(args, nodes[0]), nodes, parse_layouts(args.layouts), sweep_dir,
+                                   not args.render_only, args.dry_run)
+        for point in manifest["points"]:
+            print(f"{point['layout']}{':' + point['spatial'] if point['spatial'] else ''} x {point['nodes']} nodes: "
+                  f"{point.get('job_id') or ' '.join(point.get('command', [])) or point['script']}")
+        print(f"manifest {sweep_dir}/manifest.json")
+    elif args.action == "collect":
+        if not SAFE_NAME.match(args.org):
+            raise HarnessError(f"--org {args.org!r} may only contain letters, digits, '.', '_' and '-'")
+        missing = next((p for p in args.paths if not Path(p).is_dir()), None)
+        if missing:
+            raise HarnessError(f"DIR {missing} is not a directory: pass job or sweep directories")
+        copied = launching.collect(args.paths, args.org, load_system(args.system), writable_dir(args.into, "--into"))
+        print("\n".join(f"collected {p}" for p in copied) or "no finished runs found")
+        return 0 if copied else 1
+    return 0
+
+
+def _add_job_options(p: argparse.ArgumentParser, nodes: bool = True) -> None:
+    positive = int_in(Valid(minimum=1))
+    p.add_argument("--system", required=True, choices=available_systems(),
+                   help="the machine (launch/systems/<name>.yaml)")
+    p.add_argument("--benchmark", default="cosmoflow", choices=benchmark_names())
+    if nodes:
+        p.add_argument("--nodes", type=positive, required=True, help="nodes per instance")
+    p.add_argument("--layout", default="data", choices=LAYOUTS, help="data, spatial or hybrid")
+    p.add_argument("--spatial", help="AxB split of each sample, e.g. 4x1 (spatial/hybrid)")
+    p.add_argument("--config", help="benchmark YAML config (default: the benchmark's mini.yaml)")
+    p.add_argument("--data", help="dataset directory on the shared file system")
+    p.add_argument("--elapse", default="1:00:00", help="wall-clock limit H:MM:SS")
+    p.add_argument("--name", default="mlperf-hpc", help="job name")
+    p.add_argument("--group", help="group / project charged for the job")
+    p.add_argument("--rscgrp", help="resource group / queue (default: the system's)")
+    p.add_argument("--ppn", type=positive, help="processes per node (default: the system's)")
+    p.add_argument("--instances", type=positive, default=1, help="weak scaling: concurrent instances")
+    p.add_argument("--shape", help="Fugaku node shape of the whole job, e.g. 4x3x8")
+    p.add_argument("--topology", choices=["torus", "mesh", "noncont"],
+                   help="Fugaku node allocation: torus/mesh (with --shape, default torus) or noncont")
+    p.add_argument("--job-dir", help="where the script, placement files and logs go")
+    p.add_argument("--seed", type=int_in(Valid(minimum=0, below=2 ** 31)), help="base seed (instance i uses seed + i)")
+
+
+def add_launch_commands(sub: Any) -> None:
+    launch = sub.add_parser(
+        "launch", help="job scripts, submission, sweeps and log collection",
+        description="Render and submit benchmark jobs for a system (Fugaku PJM, ABCI UGE/PBS, local mpirun), "
+                    "run scaling sweeps, and collect finished runs into the MLPerf HPC submission layout.")
+    launch_sub = launch.add_subparsers(dest="action", required=True, metavar="ACTION")
+    render_p = launch_sub.add_parser("render", help="print (or --write) the job script",
+                                     description="Print the job script for a system, or write it to --job-dir.")
+    _add_job_options(render_p)
+    render_p.add_argument("--write", action="store_true", help="write job.sh and placement files to --job-dir")
+    submit_p = launch_sub.add_parser("submit", help="write and submit the job script",
+                                     description="Write the job script and submit it (local: run it now).")
+    _add_job_options(submit_p)
+    submit_p.add_argument("--dry-run", action="store_true", help="print the exact submit command only")
+    status_p = launch_sub.add_parser("status", help="the scheduler's view of your jobs",
+                                     description="Run the scheduler's status tool and print parsed states.")
+    status_p.add_argument("--system", required=True, choices=available_systems())
+    status_p.add_argument("job_id", nargs="?")
+    cancel_p = launch_sub.add_parser("cancel", help="cancel a job", description="Cancel a job.")
+    cancel_p.add_argument("--system", required=True, choices=available_systems())
+    cancel_p.add_argument("job_id")
+    sweep_p = launch_sub.add_parser(
+        "sweep", help="one job per node count and layout",
+        description="Render (and submit) one job per point of --nodes x --layouts, recorded in a manifest.")
+    _add_job_options(sweep_p, nodes=False)
+    sweep_p.add_argument("--nodes", dest="nodes_list", required=True, help="comma-separated, e.g. 1,2,4,8")
+    sweep_p.add_argument("--layouts", default="data", help="comma-separated, e.g. data,hybrid:4x1")
+    sweep_p.add_argument("--render-only", action="store_true", help="write the scripts, submit nothing")
+    sweep_p.add_argument("--dry-run", action="store_true", help="print the submit commands only")
+    collect_p = launch_sub.add_parser(
+        "collect", help="copy finished runs' logs into the submission layout",
+        description="Copy finished runs' logs (job directories or sweep directories) into "
+                    "INTO/<org>/results/<system>/strong|weak/<benchmark>/result_N.txt and write "
+                    "INTO/<org>/systems/<system>.json.")
+    collect_p.add_argument("paths", nargs="+", metavar="DIR")
+    collect_p.add_argument("--system", required=True, choices=available_systems())
+    collect_p.add_argument("--org", default="mlperf-hpc")
+    collect_p.add_argument("--into", default="logs")
+    launch.set_defaults(func=_cmd_launch)
