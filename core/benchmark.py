@@ -159,6 +159,10 @@ class Benchmark(abc.ABC):
         """This replica's input, read from ``local_files``; ``seed`` is the
         run's (shuffling differs per run)."""
 
+    def shared_files(self, config: Any) -> list[str]:
+        """Files besides the samples that every replica reads (normalisation statistics)."""
+        return []
+
     def shard_files(self, config: Any, split: str, shard_index: int, n_shards: int) -> list[str]:
         """This replica's fixed share of a split's files."""
         return staging.shard(self.dataset_files(config, split), n_shards, shard_index, self.shard_style)

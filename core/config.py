@@ -95,6 +95,9 @@ class DataConfig:
     """What the driver and the command line need of every benchmark's data."""
     data_dir: str = "data"
     stage_dir: str | None = None       # node-local copy of this replica's shard
+    # Where staging sits: inside init (untimed; the HPC v3.0 rules allow it,
+    # within init's 30 minutes) or after run_start (timed, as v1.0/v2.0 require).
+    staging: str = ranged("init", one_of=("init", "timed"))
     n_train: int = ranged(1, minimum=1)
     n_valid: int = ranged(1, minimum=1)
     batch_size: int = ranged(1, minimum=1)       # per data-parallel replica
@@ -122,7 +125,11 @@ class BenchmarkConfig:
 
     def validate(self, source: str) -> None:
         """Refuse, in one line naming the keys, values that are each in range
-        but do not work together."""
+        but do not work together. Benchmarks extend it (and call it)."""
+        if self.data.staging == "init" and self.mlperf.benchmark_version != "3.0.0":
+            raise HarnessError(f"config {source}: data.staging 'init' (untimed staging) needs the hpc 3.0.0 rules; "
+                               f"mlperf.benchmark_version {self.mlperf.benchmark_version} times staging: set "
+                               f"data.staging to timed")
 
     def check_run(self, split: tuple[int, int], data_groups: int, name: "KeyNamer" = str) -> None:
         """Refuse, in one line, a run this config cannot make with each sample

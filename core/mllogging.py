@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,8 @@ class MLPerfLog:
         self.enabled = enabled and path is not None
         self._handler: logging.Handler | None = None
         self._mllogger: MLLogger | None = None
+        self._run_stop_lock = threading.Lock()
+        self.run_stopped = False
         if self.enabled:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             # A private logger per file, so several runs in one process
@@ -59,6 +62,14 @@ class MLPerfLog:
     def end(self, key: str, value: Any = None, metadata: dict | None = None) -> None:
         if self._mllogger:
             self._mllogger.end(key=key, value=value, metadata=metadata)
+
+    def stop_run(self, status: str, metadata: dict | None = None) -> None:
+        """run_stop, once: a signal-watching thread and the main thread may
+        both end a dying run."""
+        with self._run_stop_lock:
+            if not self.run_stopped:
+                self.run_stopped = True
+                self.end(constants.RUN_STOP, metadata={"status": status, **(metadata or {})})
 
     def submission(self, info: SubmissionInfo, benchmark: str) -> None:
         """The submission_* keys the checker requires of every log."""

@@ -1,14 +1,20 @@
-"""A replica's share of the data files, and its node-local staging, shared
-by every benchmark.
+"""A replica's share of the data files, its node-local staging, and the
+page-cache eviction that makes ``cache_clear`` true, shared by every
+benchmark.
 
 Each data-parallel replica reads a fixed share of the files, so it can stage
 exactly its files: MLPerf HPC lets each rank copy its shard from the shared
-file system to node-local storage (timed between staging_start and
-staging_stop); the pipelines then read the local copies.
+file system to node-local storage (between staging_start and staging_stop);
+the pipelines then read the local copies. A run's data must start on
+durable storage, not in memory, so before run_start every file a rank will
+read is evicted from the page cache: ``posix_fadvise(POSIX_FADV_DONTNEED)``,
+which needs no root (unlike dropping the whole cache).
 """
 from __future__ import annotations
 
+import ctypes
 import hashlib
+import mmap
 import os
 import shutil
 from pathlib import Path
@@ -59,3 +65,48 @@ def stage(files: list[str], stage_dir: str | Path) -> list[str]:
             tmp.replace(dst)
         staged.append(str(dst))
     return staged
+
+
+def evict(files: list[str]) -> list[str]:
+    """Drop each file's pages from the page cache; returns the files that
+    could not be evicted. Written pages are flushed first: the kernel cannot
+    drop dirty ones."""
+    failed = []
+    for path in files:
+        try:
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fdatasync(fd)
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            finally:
+                os.close(fd)
+        except OSError:
+            failed.append(path)
+    return failed
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.mmap.restype = ctypes.c_void_p
+_libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+_libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+_libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
+
+
+def resident_pages(path: str | Path) -> tuple[int, int]:
+    """(pages of the file in the page cache, pages of the file), from
+    ``mincore`` on a mapping of it: what eviction is measured by."""
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size == 0:
+            return 0, 0
+        address = _libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, f.fileno(), 0)
+        if address in (None, ctypes.c_void_p(-1).value):
+            raise OSError(ctypes.get_errno(), f"mmap of {path} failed")
+        try:
+            pages = -(-size // mmap.PAGESIZE)
+            vector = (ctypes.c_ubyte * pages)()
+            if _libc.mincore(address, size, vector) != 0:
+                raise OSError(ctypes.get_errno(), f"mincore of {path} failed")
+            return sum(v & 1 for v in vector), pages
+        finally:
+            _libc.munmap(address, size)

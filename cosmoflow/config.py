@@ -68,6 +68,7 @@ class CosmoFlowConfig(base.BenchmarkConfig):
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def validate(self, source: str) -> None:
+        super().validate(source)
         check_pooling(self.data.sample_shape[:3], self.model.n_conv_layers)
 
     def check_run(self, split: tuple[int, int], data_groups: int, name: base.KeyNamer = str) -> None:

@@ -34,18 +34,3 @@ def build_model(input_shape: list[int], target_size: int = 4, kernel_size: int =
     h = tf.keras.layers.Dense(target_size, activation="tanh", kernel_regularizer=regulariser, name="output")(h)
     outputs = tf.keras.layers.Rescaling(1.2, name="scale")(h)
     return tf.keras.Model(inputs, outputs, name="cosmoflow")
-
-
-def forward_flops(input_shape: list[int], kernel_size: int = 3, conv_size: int = 32, n_conv_layers: int = 5,
-                  fc1_size: int = 128, fc2_size: int = 64, target_size: int = 4) -> float:
-    """Multiply-adds x 2 of one forward pass (convs and dense layers); a
-    training step costs about three times this."""
-    d, h, w, c = input_shape
-    flops = 0.0
-    for i in range(n_conv_layers):
-        out_c = conv_size * 2 ** i
-        flops += 2.0 * d * h * w * kernel_size ** 3 * c * out_c
-        d, h, w, c = d // 2, h // 2, w // 2, out_c
-    widths = [d * h * w * c, fc1_size, fc2_size, target_size]
-    flops += sum(2.0 * a * b for a, b in zip(widths, widths[1:]))
-    return flops

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import tensorflow as tf
@@ -84,6 +85,9 @@ class DeepCAM(Benchmark):
     def dataset_files(self, config: DeepCAMConfig, split: str) -> list[str]:
         d = config.data
         return data.list_files(d.data_dir, split, d.n_train if split == "train" else d.n_valid)
+
+    def shared_files(self, config: DeepCAMConfig) -> list[str]:
+        return [str(Path(config.data.data_dir) / data.STATS_FILE)]
 
     def check_file(self, config: DeepCAMConfig, path: str) -> None:
         data.read_sample(path, config.data.sample_shape)

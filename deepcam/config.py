@@ -74,6 +74,7 @@ class DeepCAMConfig(base.BenchmarkConfig):
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def validate(self, source: str) -> None:
+        super().validate(source)
         check_shape(*self.data.sample_shape[:2])
         if self.optimizer.gradient_accumulation_frequency != 1:
             raise HarnessError(f"config {source}: optimizer.gradient_accumulation_frequency="

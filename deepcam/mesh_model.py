@@ -95,16 +95,18 @@ class DeepCAMMesh:
                                      mtf.Dimension(W, int(dims[5].size * scale)), mtf.Dimension(CHANNELS, channels)])
 
     def conv(self, x: Any, name: str, stride: int = 1, dilation: int = 1) -> Any:
-        """A bias-free convolution (batch norm follows each one)."""
+        """A convolution, with a bias where the Keras layer has one."""
         kernel = self.weights[f"{name}/kernel"]
         halo = dilation * (kernel.shape[0] // 2)
-        k = self._weight(x.mesh, f"{name}/kernel", kernel)
+        inputs = [self._halo(x, halo), self._weight(x.mesh, f"{name}/kernel", kernel)]
+        if f"{name}/bias" in self.weights:
+            inputs.append(self._weight(x.mesh, f"{name}/bias", self.weights[f"{name}/bias"]))
 
-        def fn(block, kernel):
-            return _blocked(tf.nn.conv2d(_nhwc(block), kernel, stride, "VALID", dilations=dilation))
+        def fn(block, kernel, *bias):
+            y = tf.nn.conv2d(_nhwc(block), kernel, stride, "VALID", dilations=dilation)
+            return _blocked(y + bias[0] if bias else y)
 
-        return slicewise_with_weights(fn, [self._halo(x, halo), k], self._out_shape(x, 1 / stride, kernel.shape[-1]),
-                                      name)
+        return slicewise_with_weights(fn, inputs, self._out_shape(x, 1 / stride, kernel.shape[-1]), name)
 
     def depthwise(self, x: Any, name: str, stride: int = 1, dilation: int = 1) -> Any:
         kernel = self.weights[f"{name}/depthwise_kernel"]
@@ -118,12 +120,12 @@ class DeepCAMMesh:
                                       self._out_shape(x, 1 / stride, kernel.shape[2]), name)
 
     def transposed(self, x: Any, name: str) -> Any:
-        kernel, bias = self.weights[f"{name}/kernel"], self.weights[f"{name}/bias"]
-        inputs = [self._halo(x, 1), self._weight(x.mesh, f"{name}/kernel", kernel),
-                  self._weight(x.mesh, f"{name}/bias", bias)]
+        """The bias-free 2x transposed convolution."""
+        kernel = self.weights[f"{name}/kernel"]
+        inputs = [self._halo(x, 1), self._weight(x.mesh, f"{name}/kernel", kernel)]
 
-        def fn(block, kernel, b):
-            return _blocked(keras_model.transposed_conv_2x(_nhwc(block), kernel, b, crop_left=1))
+        def fn(block, kernel):
+            return _blocked(keras_model.transposed_conv_2x(_nhwc(block), kernel, None, crop_left=1))
 
         return slicewise_with_weights(fn, inputs, self._out_shape(x, 2, kernel.shape[2]), name)
 
@@ -165,21 +167,24 @@ class DeepCAMMesh:
         return mtf.reduce_sum(partial, output_shape=mtf.Shape([dims[0], dims[6]]))
 
     def separable(self, x: Any, name: str, stride: int = 1, dilation: int = 1) -> Any:
-        x = self.batch_norm(self.depthwise(x, f"{name}_dw", stride, dilation), f"{name}_dw_bn")
-        return self.conv(x, f"{name}_pw")
+        """Depthwise 3x3, then pointwise 1x1 (``deepcam.model.separable``)."""
+        return self.conv(self.depthwise(x, f"{name}_dw", stride, dilation), f"{name}_pw")
 
-    def xception_block(self, x: Any, reps: int, stride: int = 1, dilation: int = 1, start_with_relu: bool = True,
-                       name: str = "block") -> Any:
+    def xception_block(self, x: Any, reps: int, stride: int = 1, dilation: int = 1, end_with_relu: bool = True,
+                       is_last: bool = False, name: str = "block") -> Any:
+        """``deepcam.model.xception_block``, on blocks (its channels come from the weights)."""
         skip = x
         if f"{name}_skip/kernel" in self.weights:
             skip = self.batch_norm(self.conv(x, f"{name}_skip", stride), f"{name}_skip_bn")
         h = x
         for i in range(reps):
-            if i > 0 or start_with_relu:
+            if i > 0:
                 h = mtf.relu(h)
-            h = self.separable(h, f"{name}_sep{i + 1}", stride if i == reps - 1 else 1, dilation)
-            h = self.batch_norm(h, f"{name}_sep{i + 1}_bn")
-        return h + skip
+            h = self.batch_norm(self.separable(h, f"{name}_sep{i + 1}", dilation=dilation), f"{name}_sep{i + 1}_bn")
+        if stride != 1 or is_last:
+            h = self.separable(h, f"{name}_sep{reps + 1}", stride=stride)
+        h = h + skip
+        return mtf.relu(h) if end_with_relu else h
 
     # --- network ------------------------------------------------------------
 
@@ -194,17 +199,16 @@ class DeepCAMMesh:
         relu = mtf.relu
         x = relu(self.batch_norm(self.conv(x, "entry_conv1", stride=2), "entry_bn1"))
         x = relu(self.batch_norm(self.conv(x, "entry_conv2"), "entry_bn2"))
-        x = self.xception_block(x, 2, stride=2, start_with_relu=False, name="entry_block1")
+        x = relu(self.xception_block(x, 2, stride=2, end_with_relu=False, name="entry_block1"))
         low_level = x
         x = self.xception_block(x, 2, stride=2, name="entry_block2")
-        x = self.xception_block(x, 2, stride=2, name="entry_block3")
+        x = self.xception_block(x, 2, stride=2, is_last=True, name="entry_block3")
         for i in range(m.n_middle_blocks):
             x = self.xception_block(x, 3, name=f"middle_block{i + 1}")
-        x = self.xception_block(x, 2, name="exit_block")
+        x = self.xception_block(x, 2, end_with_relu=False, is_last=True, name="exit_block")
         for i in range(3):
-            x = relu(x)
-            x = self.batch_norm(self.separable(x, f"exit_sep{i + 1}", dilation=m.exit_dilation), f"exit_sep{i + 1}_bn")
-        x = relu(x)
+            x = relu(self.batch_norm(self.separable(x, f"exit_sep{i + 1}", dilation=m.exit_dilation),
+                                     f"exit_sep{i + 1}_bn"))
 
         branches = [relu(self.batch_norm(self.conv(x, "aspp_1x1"), "aspp_1x1_bn"))]
         for rate in m.aspp_rates:
@@ -214,12 +218,15 @@ class DeepCAMMesh:
         x = mtf.concat(branches, CHANNELS)
         x = relu(self.batch_norm(self.conv(x, "aspp_project"), "aspp_project_bn"))
 
-        x = self.transposed(self.transposed(x, "decoder_up1"), "decoder_up2")
-        low_level = relu(self.batch_norm(self.conv(relu(low_level), "decoder_low"), "decoder_low_bn"))
+        for name in ("decoder_up1", "decoder_up2"):
+            x = relu(self.batch_norm(self.transposed(x, name), f"{name}_bn"))
+        low_level = relu(self.batch_norm(self.conv(low_level, "decoder_low"), "decoder_low_bn"))
         x = mtf.concat([x, low_level], CHANNELS)
-        for i, name in enumerate(("decoder_conv1", "decoder_conv2", "decoder_conv3")):
-            x = relu(self.batch_norm(self.conv(x, name), f"decoder_bn{i + 1}"))
-        return self.transposed(self.transposed(x, "decoder_up3"), "logits")
+        x = relu(self.batch_norm(self.conv(x, "decoder_conv1"), "decoder_bn1"))
+        x = relu(self.batch_norm(self.conv(x, "decoder_conv2"), "decoder_bn2"))
+        x = self.conv(x, "decoder_conv3")
+        x = relu(self.batch_norm(self.transposed(x, "decoder_up3"), "decoder_up3_bn"))
+        return self.transposed(x, "logits")
 
     def _image_pool(self, x: Any) -> Any:
         """Global average over every block, a 1x1 conv, affine, ReLU, broadcast."""
@@ -231,7 +238,6 @@ class DeepCAMMesh:
                              initializer=fed_initializer(kernel))
         y = mtf.einsum([pooled, k], output_shape=mtf.Shape(dims[:2] + [out]))
         y = mtf.rename_dimension(y, out.name, CHANNELS)
-        y = y + self._weight(x.mesh, "aspp_pool_conv/bias", self.weights["aspp_pool_conv/bias"])
         y = y * self._weight(x.mesh, "aspp_pool_affine/scale", self.weights["aspp_pool_affine/scale"])
         y = mtf.relu(y + self._weight(x.mesh, "aspp_pool_affine/shift", self.weights["aspp_pool_affine/shift"]))
         return mtf.broadcast(y, mtf.Shape(dims[:-1] + [y.shape.dims[-1]]))

@@ -1,5 +1,18 @@
-"""DeepLabV3+ with an Xception-style encoder (output stride 16), as the
-MLPerf HPC DeepCAM reference, in Keras.
+"""DeepLabV3+ with an Xception-style encoder (output stride 16), layer for
+layer the MLPerf HPC DeepCAM reference (mlcommons/hpc
+``deepcam/src/deepCam/architecture/deeplab_xception.py``), in Keras: at full
+size 56,454,720 trainable parameters and 655.3 GFLOP of convolutions per
+768x1152x16 sample forward.
+
+The reference's pieces, as built below: a separable convolution is a
+depthwise 3x3 then a pointwise 1x1 with nothing between them; a block's
+separable convolutions are each followed by batch norm, with ReLU between
+them (not before the first, not after the last), then one more separable
+convolution when the block strides (stride 2) or is the last of its flow,
+then the sum with the shortcut (a 1x1 convolution and batch norm when the
+shape changes) and, for most blocks, ReLU. The decoder's transposed
+convolutions have no bias and, but for the last, batch norm and ReLU after
+them; its final 1x1 convolution has a bias. No other convolution does.
 
 Convolutions pad explicitly and symmetrically by ``dilation * (kernel // 2)``
 (PyTorch's convention, which the reference uses; a stride-2 convolution then
@@ -38,6 +51,11 @@ class TransposedConv2x(layers.Layer):
     def call(self, x):
         return transposed_conv_2x(x, self.kernel, self.bias)
 
+    def forward_macs(self) -> int:
+        """Every input pixel meets the 9 taps of every output channel."""
+        _, height, width, channels = self.input.shape
+        return 9 * height * width * channels * self.filters
+
 
 def transposed_conv_2x(x: tf.Tensor, kernel: tf.Tensor, bias: tf.Tensor | None, crop_left: int = 0) -> tf.Tensor:
     """The 2x transposed convolution on NHWC ``x``. ``crop_left`` input pixels
@@ -68,17 +86,24 @@ def batch_norm(x, name: str | None = None):
 
 
 def separable(x, filters: int, stride: int = 1, dilation: int = 1, name: str = "sep"):
-    """Depthwise 3x3 (strided or dilated) -> BN -> pointwise 1x1."""
+    """The reference's SeparableConv2d_same: depthwise 3x3 (strided or
+    dilated), then pointwise 1x1."""
     x = layers.DepthwiseConv2D(3, stride, "valid", dilation_rate=dilation, use_bias=False,
                                name=f"{name}_dw")(_pad(x, 3, dilation))
-    x = batch_norm(x, f"{name}_dw_bn")
     return layers.Conv2D(filters, 1, use_bias=False, name=f"{name}_pw")(x)
 
 
-def xception_block(x, filters: int, reps: int, stride: int = 1, dilation: int = 1, start_with_relu: bool = True,
-                   grow_first: bool = True, name: str = "block"):
-    """``reps`` separable convs (ReLU before each, BN after; the last one
-    strided) plus a 1x1 projection shortcut when the shape changes."""
+def block_units(in_channels: int, filters: int, reps: int, grow_first: bool) -> list[int]:
+    """Output channels of a block's separable convolutions (each followed by
+    batch norm): growing to ``filters`` first or last, as the reference."""
+    if grow_first:
+        return [filters] * reps
+    return [in_channels] * (reps - 1) + [filters]
+
+
+def xception_block(x, filters: int, reps: int, stride: int = 1, dilation: int = 1, end_with_relu: bool = True,
+                   grow_first: bool = True, is_last: bool = False, name: str = "block"):
+    """The reference's Block (see the module docstring)."""
     in_channels = x.shape[-1]
     if in_channels != filters or stride != 1:
         skip = batch_norm(layers.Conv2D(filters, 1, stride, use_bias=False, name=f"{name}_skip")(x),
@@ -86,13 +111,15 @@ def xception_block(x, filters: int, reps: int, stride: int = 1, dilation: int = 
     else:
         skip = x
     h = x
-    for i in range(reps):
-        if i > 0 or start_with_relu:
+    units = block_units(in_channels, filters, reps, grow_first)
+    for i, out in enumerate(units):
+        if i > 0:
             h = layers.ReLU()(h)
-        out = filters if (grow_first or i == reps - 1) else in_channels
-        h = separable(h, out, stride if i == reps - 1 else 1, dilation, name=f"{name}_sep{i + 1}")
-        h = batch_norm(h, f"{name}_sep{i + 1}_bn")
-    return layers.Add()([h, skip])
+        h = batch_norm(separable(h, out, dilation=dilation, name=f"{name}_sep{i + 1}"), f"{name}_sep{i + 1}_bn")
+    if stride != 1 or is_last:
+        h = separable(h, filters, stride=stride, name=f"{name}_sep{len(units) + 1}")
+    h = layers.Add()([h, skip])
+    return layers.ReLU()(h) if end_with_relu else h
 
 
 def build_model(sample_shape: list[int], entry_channels: list[int], block_channels: list[int],
@@ -108,19 +135,20 @@ def build_model(sample_shape: list[int], entry_channels: list[int], block_channe
     # Entry flow: /2 stem, then three strided blocks to /16.
     x = layers.ReLU()(batch_norm(conv(inputs, entry_channels[0], stride=2, name="entry_conv1"), "entry_bn1"))
     x = layers.ReLU()(batch_norm(conv(x, entry_channels[1], name="entry_conv2"), "entry_bn2"))
-    x = xception_block(x, block_channels[0], 2, stride=2, start_with_relu=False, name="entry_block1")
+    x = xception_block(x, block_channels[0], 2, stride=2, end_with_relu=False, name="entry_block1")
+    x = layers.ReLU()(x)
     low_level = x                                                           # /4
     x = xception_block(x, block_channels[1], 2, stride=2, name="entry_block2")
-    x = xception_block(x, block_channels[2], 2, stride=2, name="entry_block3")
+    x = xception_block(x, block_channels[2], 2, stride=2, is_last=True, name="entry_block3")
     # Middle flow.
     for i in range(n_middle_blocks):
         x = xception_block(x, block_channels[2], 3, name=f"middle_block{i + 1}")
     # Exit flow.
-    x = xception_block(x, exit_channels[0], 2, grow_first=False, name="exit_block")
+    x = xception_block(x, exit_channels[0], 2, end_with_relu=False, grow_first=False, is_last=True,
+                       name="exit_block")
     for i, filters in enumerate(exit_channels[1:]):
-        x = layers.ReLU()(x)
-        x = batch_norm(separable(x, filters, dilation=exit_dilation, name=f"exit_sep{i + 1}"), f"exit_sep{i + 1}_bn")
-    x = layers.ReLU()(x)
+        x = layers.ReLU()(batch_norm(separable(x, filters, dilation=exit_dilation, name=f"exit_sep{i + 1}"),
+                                     f"exit_sep{i + 1}_bn"))
 
     # ASPP: 1x1, atrous 3x3 at each rate, and image pooling.
     branches = [layers.ReLU()(batch_norm(conv(x, aspp_channels, 1, name="aspp_1x1"), "aspp_1x1_bn"))]
@@ -128,29 +156,30 @@ def build_model(sample_shape: list[int], entry_channels: list[int], block_channe
         branches.append(layers.ReLU()(batch_norm(conv(x, aspp_channels, 3, dilation=rate, name=f"aspp_rate{rate}"),
                                                  f"aspp_rate{rate}_bn")))
     pooled = layers.GlobalAveragePooling2D(keepdims=True)(x)
-    pooled = layers.Conv2D(aspp_channels, 1, name="aspp_pool_conv")(pooled)
+    pooled = layers.Conv2D(aspp_channels, 1, use_bias=False, name="aspp_pool_conv")(pooled)
     pooled = layers.ReLU()(ChannelAffine(name="aspp_pool_affine")(pooled))
     branches.append(layers.UpSampling2D((height // OUTPUT_STRIDE, width // OUTPUT_STRIDE))(pooled))
     x = layers.Concatenate()(branches)
     x = layers.ReLU()(batch_norm(conv(x, aspp_channels, 1, name="aspp_project"), "aspp_project_bn"))
 
     # Decoder: back to /4, join the low-level features, refine, up to full size.
-    x = TransposedConv2x(decoder_channels, name="decoder_up1")(x)
-    x = TransposedConv2x(decoder_channels, name="decoder_up2")(x)
-    low_level = layers.ReLU()(batch_norm(conv(layers.ReLU()(low_level), low_level_channels, 1, name="decoder_low"),
+    for name in ("decoder_up1", "decoder_up2"):
+        x = layers.ReLU()(batch_norm(TransposedConv2x(decoder_channels, use_bias=False, name=name)(x), f"{name}_bn"))
+    low_level = layers.ReLU()(batch_norm(conv(low_level, low_level_channels, 1, name="decoder_low"),
                                          "decoder_low_bn"))
     x = layers.Concatenate()([x, low_level])
     x = layers.ReLU()(batch_norm(conv(x, decoder_channels, 3, name="decoder_conv1"), "decoder_bn1"))
     x = layers.ReLU()(batch_norm(conv(x, decoder_channels, 3, name="decoder_conv2"), "decoder_bn2"))
-    x = layers.ReLU()(batch_norm(conv(x, decoder_channels, 1, name="decoder_conv3"), "decoder_bn3"))
-    x = TransposedConv2x(decoder_channels, name="decoder_up3")(x)
-    logits = TransposedConv2x(N_CLASSES, name="logits")(x)
+    x = conv(x, decoder_channels, 1, use_bias=True, name="decoder_conv3")
+    x = layers.ReLU()(batch_norm(TransposedConv2x(decoder_channels, use_bias=False, name="decoder_up3")(x),
+                                 "decoder_up3_bn"))
+    logits = TransposedConv2x(N_CLASSES, use_bias=False, name="logits")(x)
     return tf.keras.Model(inputs, logits, name="deeplabv3plus")
 
 
 class ChannelAffine(layers.Layer):
-    """A learned per-channel scale and shift (the reference's image-pooling
-    branch normalises a 1x1 map, where batch statistics are degenerate)."""
+    """The reference's TrainableAffine: a learned per-channel scale and shift
+    (its image-pooling branch has a 1x1 map, where batch norm is degenerate)."""
 
     def build(self, input_shape):
         self.scale = self.add_weight("scale", [input_shape[-1]], initializer="ones")
@@ -158,20 +187,3 @@ class ChannelAffine(layers.Layer):
 
     def call(self, x):
         return x * self.scale + self.shift
-
-
-def forward_flops(model: tf.keras.Model) -> int:
-    """Multiply-add FLOPs (2 per MAC) of the convolutions in one sample's
-    forward pass; batch norm, activations and additions are left out."""
-    macs = 0
-    for layer in model.layers:
-        if not isinstance(layer, (layers.Conv2D, layers.DepthwiseConv2D, TransposedConv2x)):
-            continue
-        cin, (_, height, width, cout) = layer.input.shape[-1], layer.output.shape
-        if isinstance(layer, layers.DepthwiseConv2D):
-            macs += layer.kernel_size[0] * layer.kernel_size[1] * height * width * cout
-        elif isinstance(layer, layers.Conv2D):
-            macs += layer.kernel_size[0] * layer.kernel_size[1] * cin * height * width * cout
-        else:
-            macs += 9 * cin * (height // 2) * (width // 2) * cout     # every input pixel meets 9 taps
-    return 2 * macs

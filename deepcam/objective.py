@@ -12,7 +12,7 @@ CLASS_WEIGHTS = (1.0017299, 2.6146112, 1.7164197)
 def weighted_cross_entropy(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
     """Per-pixel cross-entropy times the class weight of the true class."""
     pixel = tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits)
-    return pixel * tf.gather(tf.constant(CLASS_WEIGHTS, tf.float32), labels)
+    return pixel * tf.gather(tf.constant(CLASS_WEIGHTS, logits.dtype), labels)
 
 
 def iou_per_sample(labels: tf.Tensor, predicted: tf.Tensor) -> tf.Tensor:

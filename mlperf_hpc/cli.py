@@ -7,6 +7,7 @@ settings in ``core.runtime`` are made. Every user error ends as one line
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -139,9 +140,34 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
     reports = [check_path(path, args.ruleset, args.rcp_bypass) for path in args.paths]
     report = CheckReport([v for r in reports for v in r.verdicts], [s for r in reports for s in r.scores],
-                         [p for r in reports for p in r.package])
+                         [p for r in reports for p in r.package], args.rcp_bypass)
     print(report.to_json() if args.json else report.table())
     return 0 if report.passed else 1
+
+
+def _cmd_model(args: argparse.Namespace) -> int:
+    from core.runtime import configure_environment
+    configure_environment()
+    from core.benchmark import get_benchmark
+    from core.model_summary import layer_table
+
+    benchmark = get_benchmark(args.benchmark)
+    rows = layer_table(benchmark.build_model(benchmark.load_config(args.config)))
+    width = max(len(r.name) for r in rows)
+    print(f"trainable_parameters {sum(r.parameters for r in rows)}")
+    print(f"forward_gflop_per_sample {sum(r.forward_flops for r in rows) / 1e9:.4f}")
+    print(f"{'layer':{width}}  {'kind':22} {'output shape':>20} {'parameters':>11} {'GFLOP':>9}")
+    for r in rows:
+        shape = "x".join(str(d) for d in r.output_shape)
+        print(f"{r.name:{width}}  {r.kind:22} {shape:>20} {r.parameters:>11} {r.forward_flops / 1e9:>9.3f}")
+    return 0
+
+
+def _cmd_rcp(args: argparse.Namespace) -> int:
+    from mlperf_hpc.rcp import rcp_outlook
+
+    print("\n".join(rcp_outlook(args.benchmark, args.batch, args.ruleset).lines()))
+    return 0
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
@@ -233,8 +259,29 @@ def build_parser() -> argparse.ArgumentParser:
     ck.add_argument("paths", nargs="+", metavar="PATH")
     ck.add_argument("--ruleset", default="3.0.0", choices=("1.0.0", "2.0.0", "3.0.0"), help="hpc ruleset (default 3.0.0)")
     ck.add_argument("--json", action="store_true", help="print the results as JSON")
-    ck.add_argument("--rcp-bypass", action="store_true", help="pass rcp-bypass to the official package checker")
+    ck.add_argument("--rcp-bypass", action="store_true",
+                    help="let the official RCP and package checkers pass a set whose convergence the RCPs do not "
+                         "cover (the table says so; the review committee decides)")
     ck.set_defaults(func=_cmd_check)
+
+    md = sub.add_parser(
+        "model", help="a benchmark's model: parameters and forward FLOPs, per layer",
+        description="Build the benchmark's Keras model from a config and print its trainable parameter count, its "
+                    "forward FLOPs per sample (2 per multiply-add of convolutions and dense layers), then one row "
+                    "per layer.")
+    md.add_argument("benchmark", choices=names, metavar="BENCHMARK", help=", ".join(names))
+    md.add_argument("--config", help="YAML config (default: the benchmark's configs/mini.yaml)")
+    md.set_defaults(func=_cmd_model)
+
+    rc = sub.add_parser(
+        "rcp", help="what the official RCP checker expects at a global batch size",
+        description="Before a run: whether the official RCP checker has a reference convergence point for this "
+                    "global batch size or can interpolate one, the epochs it expects (mean and range), the fastest "
+                    "mean it accepts, and when a bypass would be needed.")
+    rc.add_argument("--benchmark", required=True, choices=names)
+    rc.add_argument("--batch", required=True, type=int_in(Valid(minimum=1)), help="global batch size")
+    rc.add_argument("--ruleset", default="3.0.0", choices=("1.0.0", "2.0.0", "3.0.0"), help="hpc ruleset")
+    rc.set_defaults(func=_cmd_rcp)
 
     rp = sub.add_parser(
         "report", help="throughput scaling report from the logs of a sweep",
@@ -271,6 +318,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("mlperf-hpc: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:                    # output piped into head, say: nothing more to say
+        sys.stdout = open(os.devnull, "w")
+        return 0
 
 
 if __name__ == "__main__":

@@ -1,31 +1,41 @@
 """The shared training driver: one loop for every benchmark and layout.
 
-It follows the MLPerf timing rules: model construction and the initial
-broadcast happen between init_start and init_stop; run_start is logged after
-a barrier, so the time to train is the whole job's; data staging and every
-data read fall inside the timed region; each epoch is followed by a full
-evaluation whose metric is reduced over all replicas; the run stops at the
-benchmark's target. Any failure, on any rank, ends with run_stop
-status=aborted in the log and a non-zero exit everywhere, never a hang.
+It follows the MLPerf timing rules. Every data file a rank will read is
+evicted from the page cache first, and ``cache_clear`` says whether that
+worked on every rank. Model construction and the initial broadcast happen
+between init_start and init_stop; data staging too, by default (the HPC
+v3.0 rules let data start on any durable storage, so staging may sit inside
+init; ``data.staging: timed`` puts it after run_start, as earlier rules
+required), and the staged copies are evicted again so that they start on
+disk, not in memory. run_start is logged after a barrier, so the time to
+train is the whole job's; every data read falls inside the timed region;
+each epoch is followed by a full evaluation whose metric is reduced over
+all replicas; the run stops at the benchmark's target. Any failure, on any
+rank, ends with run_stop status=aborted in the log and a non-zero exit
+everywhere, never a hang: also when another rank is killed outright.
 """
 from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import tensorflow as tf
 from mlperf_logging.mllog import constants as keys
 
-from core.benchmark import Benchmark
-from core import mllogging
+from core import mllogging, staging
+from core.benchmark import SPLITS, Benchmark
 from core.mllogging import MLPerfLog
 from core.progress import Progress
 from parallel.instances import StartGate
 from parallel.layouts import SingleProcess, Trainer
+
+# Open MPI sends SIGKILL this long after its SIGTERM (odls_base_sigkill_timeout).
+SIGKILL_AFTER_SECONDS = 1.0
 
 
 @dataclass
@@ -71,13 +81,18 @@ def use_local_accelerator(local_rank: int) -> int:
 
 @dataclass
 class _RunState:
-    """What the abort path needs to know about a run in progress."""
+    """What the abort paths need to know about a run in progress."""
+    log: MLPerfLog
     gate: StartGate | None
     run_started: bool = False
 
     @property
     def run_metadata(self) -> dict:
         return {"instance_id": self.gate.instance_id} if self.gate else {}
+
+    def abort(self) -> None:
+        if self.run_started:
+            self.log.stop_run("aborted", self.run_metadata)
 
 
 class Terminated(SystemExit):
@@ -86,6 +101,43 @@ class Terminated(SystemExit):
 
 def _raise_terminated(signum, frame):
     raise Terminated(128 + signum)
+
+
+class TerminationWatcher:
+    """Ends the log when mpirun terminates this rank while it waits inside a
+    collective. A peer that is killed outright (SIGKILL, the OOM killer)
+    leaves the others blocked in C code, where no Python signal handler can
+    run before mpirun's SIGKILL follows its SIGTERM. Python's C-level handler
+    still writes the signal's number to the wakeup fd at once; this thread
+    reads it, writes run_stop aborted, and exits the process."""
+
+    def __init__(self, on_terminate: Callable[[], None]):
+        self.on_terminate = on_terminate
+        self.read_fd, write_fd = os.pipe()
+        os.set_blocking(write_fd, False)
+        self.previous_fd = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+        self.write_fd = write_fd
+        threading.Thread(target=self._watch, name="termination-watcher", daemon=True).start()
+
+    def _watch(self) -> None:
+        while True:
+            try:
+                received = os.read(self.read_fd, 64)
+            except OSError:                   # closed: the run is over
+                return
+            if not received:
+                return
+            if signal.SIGTERM in received:
+                self.on_terminate()
+                # The main thread may still get to end the run itself; the
+                # log is complete either way, and SIGKILL follows shortly.
+                time.sleep(SIGKILL_AFTER_SECONDS / 2)
+                os._exit(128 + signal.SIGTERM)
+
+    def close(self) -> None:
+        signal.set_wakeup_fd(self.previous_fd)
+        os.close(self.write_fd)
+        os.close(self.read_fd)
 
 
 def train(benchmark: Benchmark, config: Any, layout: SingleProcess | None = None,
@@ -99,10 +151,11 @@ def train(benchmark: Benchmark, config: Any, layout: SingleProcess | None = None
     topology = layout.topology
     log = MLPerfLog(Path(log_path) if log_path else None, enabled=topology.is_root)
     progress = Progress(benchmark.facts.name, enabled=show_progress and topology.is_root)
-    state = _RunState(start_gate)
+    state = _RunState(log, start_gate)
     # mpirun answers a dead rank with SIGTERM to the others; turning it into an
     # exception lets rank 0 still write run_stop status=aborted.
     previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    watcher = TerminationWatcher(state.abort) if log.enabled else None
     try:
         result, trainer = _train(benchmark, config, layout, log, progress, state)
         if save_weights:
@@ -112,19 +165,50 @@ def train(benchmark: Benchmark, config: Any, layout: SingleProcess | None = None
         layout.barrier()
         return result
     except BaseException as err:
-        if state.run_started:
-            log.end(keys.RUN_STOP, metadata={"status": "aborted", **state.run_metadata})
+        state.abort()
         layout.abort(failed_here=not layout.is_peer_failure(err))
         raise
     finally:
+        if watcher:
+            watcher.close()
         signal.signal(signal.SIGTERM, previous)
         log.close()
+
+
+def _data_files(benchmark: Benchmark, config: Any, layout: SingleProcess) -> tuple[list[str], list[str]]:
+    """(the files this rank reads from, the node-local copies it reads instead
+    when staging): both must be out of the page cache at run_start."""
+    shard = [f for split in SPLITS
+             for f in benchmark.shard_files(config, split, layout.data_shard_index, layout.data_shards)]
+    shard += benchmark.shared_files(config)
+    staged = staging.local_paths(shard, config.data.stage_dir) if config.data.stage_dir else []
+    return shard, staged
+
+
+def _evict_everywhere(files: list[str], layout: SingleProcess) -> bool:
+    """Evict ``files`` from this node's page cache; whether every rank managed."""
+    return layout.all_ranks(not staging.evict([f for f in files if Path(f).exists()]))
+
+
+def _stage(benchmark: Benchmark, config: Any, layout: SingleProcess, log: MLPerfLog) -> float:
+    """Copy this replica's files to node-local storage (if configured) between
+    staging_start and staging_stop; returns the seconds it took."""
+    start = time.monotonic()
+    log.start(keys.STAGING_START)
+    benchmark.stage(config, layout.data_shard_index, layout.data_shards)
+    layout.barrier()
+    log.end(keys.STAGING_STOP)
+    return time.monotonic() - start
 
 
 def _train(benchmark: Benchmark, config: Any, layout: SingleProcess, log: MLPerfLog,
            progress: Progress, state: _RunState) -> tuple[RunResult, Trainer]:
     topology = layout.topology
-    log.event(keys.CACHE_CLEAR, True)
+    sources, staged = _data_files(benchmark, config, layout)
+    cache_cleared = _evict_everywhere(sources + staged, layout)
+    if not cache_cleared:
+        progress.say("warning: some data files could not be evicted from the page cache; logging cache_clear false")
+    log.event(keys.CACHE_CLEAR, cache_cleared)
     log.start(keys.INIT_START)
     accelerators = use_local_accelerator(topology.local_rank)
 
@@ -146,6 +230,12 @@ def _train(benchmark: Benchmark, config: Any, layout: SingleProcess, log: MLPerf
     tf.keras.utils.set_random_seed(seed + layout.data_shard_index)
     trainer = layout.make_trainer(benchmark, config, seed)
 
+    staging_seconds = 0.0
+    if config.data.staging == "init":
+        staging_seconds = _stage(benchmark, config, layout, log)
+        # The copies were just written, so they sit in memory: data must start on disk.
+        if not _evict_everywhere(staged, layout):
+            progress.say("warning: staged copies could not be evicted from the page cache")
     log.end(keys.INIT_STOP)
     if state.gate and topology.is_root:
         state.gate.wait()
@@ -153,12 +243,8 @@ def _train(benchmark: Benchmark, config: Any, layout: SingleProcess, log: MLPerf
     log.start(keys.RUN_START, metadata=state.run_metadata or None)
     state.run_started = True
     run_start = time.monotonic()
-
-    log.start(keys.STAGING_START)
-    benchmark.stage(config, layout.data_shard_index, layout.data_shards)
-    layout.barrier()
-    log.end(keys.STAGING_STOP)
-    staging_seconds = time.monotonic() - run_start
+    if config.data.staging == "timed":
+        staging_seconds = _stage(benchmark, config, layout, log)
 
     pipelines = benchmark.pipelines(config, layout.data_shard_index, layout.data_shards, seed)
     log.event(keys.TRAIN_SAMPLES, pipelines.n_train)
@@ -214,7 +300,6 @@ def _train(benchmark: Benchmark, config: Any, layout: SingleProcess, log: MLPerf
 
     layout.barrier()
     result.time_to_train = time.monotonic() - run_start
-    log.end(keys.RUN_STOP, metadata={"status": "success" if result.reached_target else "aborted",
-                                     **state.run_metadata})
+    log.stop_run("success" if result.reached_target else "aborted", state.run_metadata)
     state.run_started = False
     return result, trainer

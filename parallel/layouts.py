@@ -76,6 +76,10 @@ class SingleProcess:
     def allreduce_sum(self, value: tf.Tensor) -> tf.Tensor:
         return value
 
+    def all_ranks(self, flag: bool) -> bool:
+        """Whether ``flag`` holds on every process."""
+        return flag
+
     def barrier(self) -> None:
         """Wait for every process."""
 
@@ -111,6 +115,9 @@ class DataParallel(SingleProcess):
 
     def allreduce_sum(self, value: tf.Tensor) -> tf.Tensor:
         return self.hvd.allreduce(value, op=self.hvd.Sum)
+
+    def all_ranks(self, flag: bool) -> bool:
+        return bool(self.hvd.allreduce(tf.constant([float(flag)]), op=self.hvd.Min, name="all_ranks").numpy()[0])
 
     def barrier(self) -> None:
         # An allreduce every rank must join; uses the same engine as training.

@@ -1,8 +1,10 @@
 """Run under ``mpirun -np G*D*H``: the Mesh TF DeepCAM, G data-parallel
 groups each splitting samples DxH (height x width), against the Keras model
 with the same weights on the same batch (2 samples per group), both in
-training mode (batch statistics). Rank 0 writes the relative differences of
-the logits, the loss and every weight's gradient (JSON).
+training mode (batch statistics). Rank 0 writes (JSON) the relative errors
+of the logits, the loss and every weight's gradient, of the split model and
+of the float32 Keras model, both against the Keras model in float64: the
+split model must be as accurate as the unsplit one.
 
 The model is small but has every layer kind of the full one, and ASPP rates
 (2, 3) wider than the 2-row blocks of a 2-way height split at 64x96, so
@@ -42,17 +44,29 @@ keras_model = benchmark.build_model(config)
 rng = np.random.default_rng(0)
 x = rng.uniform(0, 1, size=[batch] + shape).astype(np.float32)
 y = rng.integers(0, 3, size=[batch] + shape[:2]).astype(np.int32)
-# Keras' batch norm is per replica: each group's 2 samples are one replica.
-keras_logits, keras_losses, keras_gradients = [], [], []
-for g in range(groups):
-    with tf.GradientTape() as tape:
-        logits = keras_model(x[2 * g:2 * g + 2], training=True)
-        loss = benchmark.loss(y[2 * g:2 * g + 2], logits)
-    keras_logits.append(logits.numpy())
-    keras_losses.append(float(loss))
-    keras_gradients.append([t.numpy() for t in tape.gradient(loss, keras_model.trainable_variables)])
-keras_logits = np.concatenate(keras_logits)
-keras_gradients = [np.mean(per_group, axis=0) for per_group in zip(*keras_gradients)]
+
+
+def keras_pass(model, dtype):
+    """Logits, mean loss and gradients of the Keras model in ``dtype``; its
+    batch norm is per replica: each group's 2 samples are one replica."""
+    logits, losses, gradients = [], [], []
+    for g in range(groups):
+        with tf.GradientTape() as tape:
+            out = model(x[2 * g:2 * g + 2].astype(dtype), training=True)
+            loss = benchmark.loss(y[2 * g:2 * g + 2], out)
+        logits.append(out.numpy().astype(np.float64))
+        losses.append(float(loss))
+        gradients.append([t.numpy().astype(np.float64) for t in tape.gradient(loss, model.trainable_variables)])
+    return np.concatenate(logits), np.mean(losses), [np.mean(per_group, axis=0) for per_group in zip(*gradients)]
+
+
+# The float64 model is the reference both float32 models are measured against.
+keras32 = keras_pass(keras_model, np.float32)
+tf.keras.backend.set_floatx("float64")
+keras64_model = benchmark.build_model(config)
+keras64_model.set_weights([w.astype(np.float64) for w in keras_model.get_weights()])
+reference = keras_pass(keras64_model, np.float64)
+tf.keras.backend.set_floatx("float32")
 trainable = [w.name.split(":")[0] for w in keras_model.trainable_variables]
 
 model = DeepCAMMesh(config, split)
@@ -63,19 +77,21 @@ def relative(a, b):
     return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-30))
 
 
+def errors(logits, loss, gradients):
+    """Relative errors against the float64 reference."""
+    flat = np.concatenate([g.ravel() for g in gradients])
+    return {"logits": relative(logits, reference[0]), "loss": abs(loss - reference[1]) / reference[1],
+            "all_gradients": relative(flat, np.concatenate([r.ravel() for r in reference[2]])),
+            "gradient_errors": {name: float(np.linalg.norm(m - r))
+                                for name, m, r in zip(trainable, gradients, reference[2])}}
+
+
 # [groups, batch, hb, wb, h, w, c] -> [groups * batch, H, W, c]
 g, b, hb, wb, h, w, c = values["outputs"].shape
 mesh_logits = values["outputs"].transpose(0, 1, 2, 4, 3, 5, 6).reshape(g * b, hb * h, wb * w, c)
-mesh_gradients = values["gradients"]
-mesh_flat = [mesh_gradients[name].reshape(k.shape) for name, k in zip(trainable, keras_gradients)]
-result = {"logits": relative(mesh_logits, keras_logits),
-          "all_gradients": relative(np.concatenate([m.ravel() for m in mesh_flat]),
-                                    np.concatenate([k.ravel() for k in keras_gradients])),
-          "gradient_norms": {name: float(np.linalg.norm(k)) for name, k in zip(trainable, keras_gradients)},
-          "loss": abs(float(values["loss"]) - np.mean(keras_losses)) / np.mean(keras_losses),
-          "gradients": {name: relative(m, k) for name, m, k in zip(trainable, mesh_flat, keras_gradients)},
-          "gradient_errors": {name: float(np.linalg.norm(m - k))
-                              for name, m, k in zip(trainable, mesh_flat, keras_gradients)},
+mesh_flat = [values["gradients"][name].reshape(r.shape) for name, r in zip(trainable, reference[2])]
+result = {"mesh": errors(mesh_logits, float(values["loss"]), mesh_flat), "keras": errors(*keras32),
+          "gradient_norms": {name: float(np.linalg.norm(r)) for name, r in zip(trainable, reference[2])},
           "dilations": [config.model.exit_dilation] + config.model.aspp_rates,
           "processes": layout.topology.size, "groups": groups}
 if layout.topology.is_root:

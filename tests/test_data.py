@@ -152,16 +152,40 @@ def test_cli_sample_of_wrong_shape(tmp_path, tiny_data):
 
 
 @pytest.mark.slow
-def test_training_stages_its_shard_inside_the_timed_region(tmp_path, tiny_data):
+@pytest.mark.parametrize("placement, order", [
+    ("init", ["init_start", "staging_start", "staging_stop", "init_stop", "run_start", "epoch_start"]),
+    ("timed", ["init_stop", "run_start", "staging_start", "staging_stop", "epoch_start"]),
+])
+def test_staging_sits_where_the_config_puts_it_and_starts_the_run_on_disk(tmp_path, tiny_data, placement, order):
     import json
-    config = write_config(tmp_path / "c.yaml", tiny_data, data={"n_train": 32, "n_valid": 32, "n_epochs": 1},
-                          train={"target": 0.9})
+    config = write_config(tmp_path / "c.yaml", tiny_data, data={"n_train": 32, "n_valid": 32, "n_epochs": 1,
+                                                                 "staging": placement}, train={"target": 0.9})
     stage_dir = tmp_path / "node-local"
     result = cli("train", "cosmoflow", "--config", str(config), "--stage-dir", str(stage_dir),
                  "--log", str(tmp_path / "run.log"))
     assert result.returncode == 0, result.stderr[-2000:]
     staged = sorted(stage_dir.rglob("*.tfrecord"))
     assert len(staged) == 64  # 32 train + 32 validation files
-    keys = [json.loads(ln.split(":::MLLOG", 1)[1])["key"] for ln in (tmp_path / "run.log").read_text().splitlines()]
-    assert keys.index("run_start") < keys.index("staging_start") < keys.index("staging_stop") < keys.index(
-        "epoch_start")
+    records = [json.loads(ln.split(":::MLLOG", 1)[1]) for ln in (tmp_path / "run.log").read_text().splitlines()]
+    keys = [r["key"] for r in records]
+    assert [keys.index(k) for k in order] == sorted(keys.index(k) for k in order)
+    assert next(r for r in records if r["key"] == "cache_clear")["value"] is True
+
+
+def test_untimed_staging_needs_the_v3_rules(tmp_path, tiny_data):
+    config = write_config(tmp_path / "c.yaml", tiny_data, mlperf={"benchmark_version": "2.0.0"})
+    result = cli("train", "cosmoflow", "--config", str(config))
+    _assert_one_line_error(result, r"data.staging 'init' \(untimed staging\) needs the hpc 3.0.0 rules")
+
+
+def test_eviction_empties_the_page_cache_of_the_files_it_is_given(tmp_path, tiny_data):
+    files = sorted(str(p) for p in (tiny_data / "train").glob("*.tfrecord"))[:8]
+    for path in files:
+        with open(path, "rb") as f:
+            f.read()
+    assert all(staging.resident_pages(f)[0] > 0 for f in files)
+    fresh = tmp_path / "written.bin"                 # dirty pages too
+    fresh.write_bytes(b"x" * 1_000_000)
+    assert staging.evict(files + [str(fresh)]) == []
+    assert [staging.resident_pages(f)[0] for f in files + [str(fresh)]] == [0] * 9
+    assert staging.evict([str(tmp_path / "missing")]) == [str(tmp_path / "missing")]

@@ -1,13 +1,17 @@
 """Horovod data parallelism on real MPI ranks under mpirun."""
 import json
+import os
+import signal
+import subprocess
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from cosmoflow import data
 from mlperf_hpc.compliance import check_log
-from tests.conftest import REPO, cli, log_records, mpirun, mpirun_python, read_weights, write_config
+from tests.conftest import MPI_ENV, PYTHON, REPO, cli, log_records, mpirun, mpirun_python, read_weights, write_config
 
 pytestmark = [pytest.mark.slow, pytest.mark.mpi]
 
@@ -116,3 +120,44 @@ def test_single_process_accepts_the_data_layout(tmp_path, tiny_data):
     result = cli("train", "cosmoflow", "--config", str(config), "--layout", "data", "--log", str(tmp_path / "l"))
     assert result.returncode == 0, result.stderr[-2000:]
     assert {r["key"]: r["value"] for r in log_records(tmp_path / "l")}["number_of_ranks"] == 1
+
+
+def _rank_pid(tag: str, rank: int) -> int | None:
+    """The pid of the MPI rank whose environment carries ``tag``."""
+    for proc in Path("/proc").iterdir():
+        try:
+            environ = (proc / "environ").read_bytes().split(b"\0")
+        except (OSError, ValueError):
+            continue
+        if f"KILL_TEST_TAG={tag}".encode() in environ and f"OMPI_COMM_WORLD_RANK={rank}".encode() in environ:
+            return int(proc.name)
+    return None
+
+
+def test_a_peer_killed_outright_still_leaves_rank_0_a_log_ending_in_run_stop_aborted(tmp_path, tiny_data):
+    # Steps of seconds: the kill lands while rank 0 computes or waits in C code.
+    config = write_config(tmp_path / "c.yaml", tiny_data, data={"n_train": 64, "n_valid": 32, "batch_size": 32,
+                                                                 "n_epochs": 30},
+                          model={"conv_size": 64}, train={"target": 0.0})
+    log, tag = tmp_path / "run.log", tmp_path.name
+    env = {**os.environ, **MPI_ENV, "MLPERF_HPC_THREADS": "1", "PYTHONPATH": str(REPO), "KILL_TEST_TAG": tag}
+    job = subprocess.Popen(["mpirun", "-np", "2", "--oversubscribe", "--bind-to", "none", "-x", "MLPERF_HPC_THREADS",
+                            "-x", "PYTHONPATH", "-x", "KILL_TEST_TAG", PYTHON, "-m", "mlperf_hpc.cli", "train",
+                            "cosmoflow", "--config", str(config), "--layout", "data", "--log", str(log)],
+                           cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not (log.exists() and '"key": "epoch_start"' in log.read_text()):
+            assert job.poll() is None and time.monotonic() < deadline, "training never started"
+            time.sleep(0.5)
+        time.sleep(3.0)                              # inside the first steps
+        os.kill(_rank_pid(tag, 1), signal.SIGKILL)
+        killed = time.monotonic()
+        job.wait(timeout=60)
+    finally:
+        if job.poll() is None:
+            job.kill()
+    assert job.returncode != 0 and time.monotonic() - killed < 30
+    last = log_records(log)[-1]
+    assert last["key"] == "run_stop" and last["metadata"]["status"] == "aborted", last
+    assert check_log(log).status == "aborted"

@@ -137,10 +137,43 @@ def test_model_output_shape_at_mini_and_full_size():
     assert logits.shape == (2, 96, 144, 3)
     full = benchmark.load_config(REPO / "deepcam" / "configs" / "deepcam.yaml", {})
     model = benchmark.build_model(full)
-    # The reference's DeepLabV3+ has about 56.6 M parameters.
-    assert 54e6 < model.count_params() < 58e6
     logits = model(np.zeros([1, 768, 1152, 16], np.float32), training=False)
     assert logits.shape == (1, 768, 1152, 3)
+
+
+@pytest.mark.slow
+def test_the_full_model_is_the_reference_layer_for_layer():
+    from core.model_summary import forward_flops, layer_table, trainable_parameters
+
+    benchmark = DeepCAM()
+    model = benchmark.build_model(benchmark.load_config(REPO / "deepcam" / "configs" / "deepcam.yaml", {}))
+    # The reference (mlcommons/hpc deeplab_xception.py) in PyTorch: 56,454,720
+    # trainable parameters, 97,836 buffers (running mean and variance of its
+    # 76 batch norms, and 76 batch counters Keras does not keep), 655.3 GFLOP.
+    assert trainable_parameters(model) == 56_454_720
+    norms = [layer for layer in model.layers if isinstance(layer, tf.keras.layers.BatchNormalization)]
+    assert len(norms) == 76
+    assert sum(int(np.prod(w.shape)) for w in model.non_trainable_weights) == 97_836 - 76
+    assert forward_flops(model) == pytest.approx(655.3e9, rel=1e-4)
+    shapes = {row.name: row.output_shape for row in layer_table(model)}
+    assert shapes["entry_block1_sep2_pw"] == (384, 576, 128)          # the block convolves before it strides
+    assert shapes["entry_block1_sep3_pw"] == (192, 288, 128)          # /4: the low-level features
+    assert shapes["middle_block16_sep3_pw"] == (48, 72, 728)
+    assert shapes["exit_block_sep2_pw"] == shapes["exit_block_sep3_pw"] == (48, 72, 1024)
+    assert shapes["exit_sep3_pw"] == (48, 72, 2048) and shapes["aspp_project"] == (48, 72, 256)
+    assert shapes["decoder_low"] == (192, 288, 48) and shapes["decoder_conv1"] == (192, 288, 256)
+    assert shapes["logits"] == (768, 1152, 3)
+    biased = sorted(layer.name for layer in model.layers if getattr(layer, "use_bias", False))
+    assert biased == ["decoder_conv3"]                                # the only convolution with a bias
+
+
+def test_model_command_prints_parameters_flops_and_layers():
+    result = cli("model", "deepcam")
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("trainable_parameters ") and int(lines[0].split()[1]) > 100_000
+    assert lines[1].startswith("forward_gflop_per_sample ") and float(lines[1].split()[1]) > 0
+    assert lines[2].split()[:3] == ["layer", "kind", "output"] and any(ln.startswith("logits ") for ln in lines)
 
 
 def test_iou_counts_a_class_absent_from_both_as_one():

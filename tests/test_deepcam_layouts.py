@@ -22,14 +22,18 @@ def test_split_model_equals_the_unsplit_model_including_atrous_layers(split, tmp
     assert result.returncode == 0, result.stderr[-3000:]
     r = json.loads(out.read_text())
     assert r["processes"] == 2 and max(r["dilations"]) == 3
-    assert r["logits"] <= BOUND and r["loss"] <= BOUND
-    assert r["all_gradients"] <= BOUND
+    mesh, keras = r["mesh"], r["keras"]
+    # As exact as the unsplit float32 model (itself ~1e-5 from float64 on
+    # this 60-layer network) and within 1e-5 of float64 where Keras is.
+    for key in ("logits", "loss", "all_gradients"):
+        assert mesh[key] <= max(BOUND, 2 * keras[key]), (key, mesh[key], keras[key])
     # Per weight, against the largest gradient: some batch-norm parameters'
     # gradients are zero in exact arithmetic (the next batch norm cancels
     # them) and float32 noise of ~1e-10 in both models.
     largest = max(r["gradient_norms"].values())
-    assert max(r["gradient_errors"].values()) <= BOUND * largest
-    assert len(r["gradients"]) > 100
+    for name, error in mesh["gradient_errors"].items():
+        assert error <= max(BOUND * largest, 2 * keras["gradient_errors"][name]), name
+    assert len(r["gradient_norms"]) > 100
 
 
 def test_two_rank_data_parallel_mini_run_passes_the_checker(deepcam_mini_data, tmp_path):

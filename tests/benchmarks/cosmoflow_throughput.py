@@ -27,7 +27,8 @@ import tensorflow as tf  # noqa: E402
 from cosmoflow import data  # noqa: E402
 from cosmoflow.benchmark import CosmoFlow  # noqa: E402
 from cosmoflow.config import CosmoFlowConfig  # noqa: E402
-from cosmoflow.model import build_model, forward_flops  # noqa: E402
+from core.model_summary import forward_flops  # noqa: E402
+from cosmoflow.model import build_model  # noqa: E402
 from cosmoflow.synth import generate  # noqa: E402
 from mlperf_hpc.driver import train  # noqa: E402
 
@@ -111,7 +112,7 @@ def main() -> None:
             pipeline = pipeline_samples_per_second(data_dir, size, batch, n_train)
             harness = harness_samples_per_second(data_dir, size, batch, n_train, args.epochs)
             keras = keras_samples_per_second(size, batch, args.steps, args.epochs)
-            gflops = harness * 3 * forward_flops([size, size, size, 4]) / 1e9
+            gflops = harness * 3 * forward_flops(build_model([size, size, size, 4])) / 1e9
             rows.append((size, batch, harness, keras, harness / keras, gflops, gflops / peak, pipeline))
             print(f"size {size}: done", flush=True)
 

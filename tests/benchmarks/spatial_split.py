@@ -104,15 +104,14 @@ def run(name: str, layout: str, split: str | None, processes: int, threads: int,
 
 def forward_flops(args: argparse.Namespace) -> float:
     """FLOPs of one sample's forward pass (a training step costs about 3x)."""
-    if args.benchmark == "cosmoflow":
-        from cosmoflow.model import forward_flops as cosmoflow_flops
+    from core.benchmark import get_benchmark
+    from core.model_summary import forward_flops as model_flops
 
-        return cosmoflow_flops([args.size] * 3 + [4])
-    from deepcam.benchmark import DeepCAM
-    from deepcam.model import forward_flops as deepcam_flops
-
-    benchmark = DeepCAM()
-    return deepcam_flops(benchmark.build_model(benchmark.load_config(REPO / args.config, {})))
+    benchmark = get_benchmark(args.benchmark)
+    config = (benchmark.load_config(REPO / "cosmoflow" / "configs" / "cosmo.yaml",
+                                    {"data.sample_shape": [args.size, args.size, args.size, 4]})
+              if args.benchmark == "cosmoflow" else benchmark.load_config(REPO / args.config))
+    return model_flops(benchmark.build_model(config))
 
 
 def main() -> None:
