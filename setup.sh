@@ -1,29 +1,171 @@
 #!/usr/bin/env bash
-# Sets up everything mlperf-hpc needs on a fresh Debian machine: Open MPI from
-# Debian, a .venv in the repository root with the pinned stack, Horovod built
-# from source against that MPI, and the harness itself (editable).
+# Sets up everything mlperf-hpc needs, without root where the site provides
+# MPI: a .venv in the repository root with the pinned stack, mpi4py and
+# Horovod built against the chosen MPI, and the harness itself (editable).
 # Safe to re-run: every step is skipped or cached when already done.
+#
+#   ./setup.sh [--gpu | --cpu] [--dry-run]
+#
+# MPI: the MPI compiler wrapper on PATH (a module-loaded Open MPI, HPC-X,
+# MPICH or Fujitsu MPI; MPICC=... names one), else, as root, Debian's Open
+# MPI. Python 3.11: $PYTHON, python3.11, or python3 if it is 3.11, else one
+# installed by uv (pip install --user uv; uv python install 3.11). Device:
+# --gpu (or an NVIDIA GPU found by nvidia-smi) installs the CUDA build of
+# TensorFlow with CUDA, cuDNN and NCCL from pip wheels, so the site's CUDA
+# modules do not matter, and builds Horovod with NCCL GPU operations.
+# --dry-run prints what would be installed and run, and changes nothing.
 set -euo pipefail
 cd "$(dirname "$0")"
 
-if ! dpkg -s openmpi-bin libopenmpi-dev >/dev/null 2>&1; then
-    echo "setup: installing Open MPI from Debian"
-    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq openmpi-bin libopenmpi-dev >/dev/null
+DEVICE=auto
+DRY_RUN=0
+for arg in "$@"; do
+    case "$arg" in
+        --gpu) DEVICE=gpu ;;
+        --cpu) DEVICE=cpu ;;
+        --dry-run) DRY_RUN=1 ;;
+        -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) echo "setup: unknown option '$arg': use --gpu, --cpu or --dry-run" >&2; exit 2 ;;
+    esac
+done
+
+say() { echo "setup: $*"; }
+run() {                          # a step that changes something: shown, and skipped on a dry run
+    echo "+ $*"
+    [ "$DRY_RUN" = 1 ] || "$@"
+}
+fail() { echo "setup: error: $*" >&2; exit 1; }
+
+# --- MPI ---------------------------------------------------------------------------
+find_mpicc() {
+    local candidate
+    for candidate in ${MPICC:-} mpicc mpifcc mpifccpx; do
+        if command -v "$candidate" >/dev/null 2>&1; then
+            command -v "$candidate"
+            return 0
+        fi
+    done
+    return 1
+}
+
+if MPI_CC=$(find_mpicc); then
+    say "MPI: $MPI_CC (from PATH; Horovod and mpi4py are built against it)"
+elif [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+    say "MPI: no MPI compiler on PATH; installing Debian's Open MPI (root)"
+    run apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive run apt-get install -y -qq openmpi-bin libopenmpi-dev
+    MPI_CC=/usr/bin/mpicc
+else
+    fail "no MPI compiler (mpicc, mpifcc) on PATH: load the site's MPI first (e.g. 'module load hpcx' or 'module load openmpi'), or set MPICC=/path/to/mpicc"
+fi
+MPI_BIN=$(dirname "$MPI_CC")
+case "$(basename "$MPI_CC")" in
+    mpifcc|mpifccpx) MPI_CXX="$MPI_BIN/$(basename "$MPI_CC" | sed 's/fcc/FCC/')" ;;    # Fujitsu MPI
+    *) MPI_CXX="$MPI_BIN/mpicxx" ;;
+esac
+
+# --- Python 3.11 ---------------------------------------------------------------------
+is_311() { "$1" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null; }
+find_python() {
+    local candidate
+    for candidate in ${PYTHON:-} python3.11 python3; do
+        if command -v "$candidate" >/dev/null 2>&1 && is_311 "$candidate"; then
+            command -v "$candidate"
+            return 0
+        fi
+    done
+    return 1
+}
+
+if [ -x .venv/bin/python ] && is_311 .venv/bin/python; then
+    PY=.venv/bin/python
+    say "Python: the existing .venv ($($PY --version))"
+elif PY=$(find_python); then
+    say "Python: $PY ($($PY --version))"
+else
+    # Sites without a 3.11 (ABCI 3.0 has 3.12 and 3.13 modules): uv installs
+    # a standalone 3.11 into the user's home, no root needed.
+    ANY=$(command -v python3 || true)
+    [ -n "$ANY" ] || fail "no python3 at all on PATH: load a Python module first"
+    say "Python: no 3.11 found ($($ANY --version)); installing one with uv"
+    command -v uv >/dev/null 2>&1 || run "$ANY" -m pip install --user -q uv
+    UV=$(command -v uv || echo "$HOME/.local/bin/uv")
+    run "$UV" python install 3.11
+    PY=$([ "$DRY_RUN" = 1 ] && echo "<uv's python3.11>" || "$UV" python find 3.11)
 fi
 
-PY=${PYTHON:-python3.11}
-[ -x .venv/bin/python ] || "$PY" -m venv .venv
-PIP=(.venv/bin/python -m pip install -q -c constraints.txt)
-.venv/bin/python -m pip install -q --upgrade pip wheel setuptools -c constraints.txt
-"${PIP[@]}" -r requirements.txt
-
-if ! .venv/bin/python -c "import horovod.tensorflow" 2>/dev/null; then
-    echo "setup: building horovod 0.28.1 against Open MPI (about 6 minutes on 2 cores; pip caches the wheel)"
-    HOROVOD_WITH_TENSORFLOW=1 HOROVOD_WITH_MPI=1 HOROVOD_WITHOUT_PYTORCH=1 \
-    HOROVOD_WITHOUT_MXNET=1 HOROVOD_WITHOUT_GLOO=1 \
-        "${PIP[@]}" --no-build-isolation horovod==0.28.1
+# --- device ------------------------------------------------------------------------------
+if [ "$DEVICE" = auto ]; then
+    if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L 2>/dev/null | grep -q '^GPU '; then
+        DEVICE=gpu
+        say "device: GPU found by nvidia-smi"
+    else
+        DEVICE=cpu
+    fi
 fi
-"${PIP[@]}" --no-deps -e .
-echo "setup: done (.venv ready; activate with 'source .venv/bin/activate')"
+if [ "$DEVICE" = gpu ]; then
+    TENSORFLOW='tensorflow[and-cuda]==2.15.1'          # CUDA 12.2, cuDNN 8.9, NCCL from pip wheels
+elif [ "$(uname -m)" = aarch64 ]; then
+    TENSORFLOW='tensorflow==2.15.1'                   # aarch64 (A64FX): installs tensorflow-cpu-aws
+else
+    TENSORFLOW='tensorflow-cpu==2.15.1'
+fi
+say "device: $DEVICE; TensorFlow: $TENSORFLOW"
+
+# --- the venv ------------------------------------------------------------------------------
+[ -x .venv/bin/python ] || run "$PY" -m venv .venv
+VPY=.venv/bin/python
+PIP=("$VPY" -m pip install -q -c constraints.txt)
+run "${PIP[@]}" --upgrade pip wheel setuptools
+run "${PIP[@]}" "$TENSORFLOW" -r requirements.txt
+# mpi4py compiled against the chosen MPI, not a wheel with its own.
+run env MPICC="$MPI_CC" "${PIP[@]}" --no-binary=mpi4py mpi4py
+
+# The libmpi the chosen compiler links, and the one Horovod's library loads:
+# pip's wheel cache does not know which MPI a cached Horovod was built with.
+mpi_library() {
+    local dir
+    for dir in $("$MPI_CC" -show 2>/dev/null | tr ' ' '\n' | sed -n 's/^-L//p'); do
+        if [ -e "$dir/libmpi.so" ]; then readlink -f "$dir/libmpi.so"; return 0; fi
+    done
+}
+horovod_mpi_library() {
+    ldd .venv/lib/python3.11/site-packages/horovod/tensorflow/mpi_lib*.so 2>/dev/null \
+        | awk '/libmpi\.so/ {print $3; exit}' | xargs -r readlink -f
+}
+horovod_ready() {                # built with MPI (and NCCL on GPUs), against the chosen MPI
+    "$VPY" - "$DEVICE" <<'EOF' 2>/dev/null || return 1
+import sys
+import horovod.tensorflow as hvd
+sys.exit(not hvd.mpi_built() or (sys.argv[1] == "gpu" and not hvd.nccl_built()))
+EOF
+    local wanted
+    wanted=$(mpi_library)
+    [ -z "$wanted" ] || [ "$wanted" = "$(horovod_mpi_library)" ]
+}
+HOROVOD_ENV=(HOROVOD_WITH_TENSORFLOW=1 HOROVOD_WITH_MPI=1 HOROVOD_WITHOUT_PYTORCH=1 HOROVOD_WITHOUT_MXNET=1
+             HOROVOD_WITHOUT_GLOO=1 "MPI_HOME=$(dirname "$MPI_BIN")" "PATH=$MPI_BIN:$PATH")
+if [ "$DEVICE" = gpu ]; then
+    # NCCL, the CUDA runtime and nvcc from the CUDA wheels TensorFlow brought.
+    NVIDIA=$("$VPY" -c 'import nvidia; print(nvidia.__path__[0])' 2>/dev/null \
+             || echo ".venv/lib/python3.11/site-packages/nvidia")
+    HOROVOD_ENV+=(HOROVOD_GPU_OPERATIONS=NCCL "HOROVOD_NCCL_HOME=$NVIDIA/nccl" "HOROVOD_CUDA_HOME=$NVIDIA/cuda_runtime"
+                  "PATH=$NVIDIA/cuda_nvcc/bin:$MPI_BIN:$PATH")
+    WITH=" with NCCL GPU operations"
+else
+    WITH=""
+fi
+if horovod_ready; then
+    say "Horovod: already built against $(horovod_mpi_library)"
+else
+    say "Horovod: building 0.28.1 against $MPI_CC$WITH (about 6 minutes on 2 cores; pip caches the wheel)"
+    run env "${HOROVOD_ENV[@]}" "${PIP[@]}" --no-build-isolation --force-reinstall --no-deps horovod==0.28.1
+    if [ "$DRY_RUN" = 0 ] && ! horovod_ready; then
+        say "Horovod: the cached wheel was built for another MPI or device; rebuilding from source"
+        run env "${HOROVOD_ENV[@]}" "${PIP[@]}" --no-build-isolation --force-reinstall --no-deps --no-cache-dir \
+            horovod==0.28.1
+        horovod_ready || fail "Horovod does not load $(mpi_library) after a fresh build: check the MPI module"
+    fi
+fi
+run "${PIP[@]}" --no-deps -e .
+say "done (.venv ready; activate with 'source .venv/bin/activate')"

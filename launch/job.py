@@ -11,7 +11,8 @@ from pathlib import Path
 
 from core.benchmark import get_facts
 from core.errors import HarnessError
-from launch.system import System
+from launch.binding import placements
+from launch.system import ALLOCATIONS, System
 from parallel.topology import data_groups, layout_split
 
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
@@ -33,7 +34,7 @@ class JobSpec:
     benchmark: str
     nodes: int                      # per instance
     layout: str = "data"
-    spatial: str | None = None      # DxH split of each sample, for spatial/hybrid
+    spatial: str | None = None      # AxB split of each sample, for spatial/hybrid
     config: str | None = None
     data_dir: str | None = None
     elapse: str = "1:00:00"
@@ -43,9 +44,10 @@ class JobSpec:
     procs_per_node: int | None = None
     instances: int = 1              # > 1: weak scaling, one model per instance
     node_shape: str | None = None   # Fugaku node shape of the whole job, e.g. 4x3x8
-    node_topology: str | None = None  # Fugaku: torus or mesh (with a shape), noncont (without)
+    node_topology: str | None = None  # Fugaku: noncont, mesh or torus (default: the group's)
     job_dir: str = "jobs/job"
     seed: int | None = None
+    preflight: bool = False         # an allreduce bandwidth test before training
 
     @property
     def ppn(self) -> int:
@@ -75,13 +77,25 @@ class JobSpec:
 
     @property
     def env(self) -> dict[str, str]:
-        """The system's environment plus this job's threads per rank."""
+        """The system's environment plus this job's threads per rank and,
+        on GPU systems, the GPUs every rank must find."""
         threads = max(1, self.system.cores_per_node // self.ppn)
-        return {**self.system.env, "MLPERF_HPC_THREADS": str(threads)}
+        env = {**self.system.env, "MLPERF_HPC_THREADS": str(threads)}
+        if self.system.accelerators_per_node:
+            env["MLPERF_HPC_GPUS_PER_NODE"] = str(self.system.accelerators_per_node)
+        return env
 
     @property
     def rscgrp(self) -> str:
         return self.resource_group if self.resource_group is not None else self.system.default_resource_group
+
+    @property
+    def allocation(self) -> str | None:
+        """Fugaku's node allocation mode: the one asked for, else torus for a
+        shape, else the group's default."""
+        if self.node_topology is not None or self.system.scheduler != "pjm":
+            return self.node_topology
+        return "torus" if self.node_shape is not None else self.system.resource_groups[self.rscgrp].allocations[0]
 
     def validate(self) -> "JobSpec":
         """Refuse, in one line naming the option, a job that the system would
@@ -115,15 +129,24 @@ class JobSpec:
             raise HarnessError(f"--rscgrp '{self.rscgrp}' does not exist on {s.name}: use one of "
                                f"{', '.join(s.resource_groups)}")
         limits = s.resource_groups[self.rscgrp]
-        if self.total_nodes > limits.max_nodes:
-            raise HarnessError(f"--nodes {self.nodes} x --instances {self.instances}: {self.total_nodes} nodes exceed "
-                               f"the {limits.max_nodes}-node limit of resource group '{self.rscgrp}' on {s.name}: "
-                               f"use fewer nodes or a larger group")
+        nodes = f"--nodes {self.nodes} x --instances {self.instances}: {self.total_nodes} nodes"
+        if s.max_job_nodes and self.total_nodes > s.max_job_nodes:
+            raise HarnessError(f"{nodes} exceed {s.name}'s largest job of {s.max_job_nodes} nodes")
+        if not limits.min_nodes <= self.total_nodes <= limits.max_nodes:
+            fitting = [name for name, g in s.resource_groups.items() if g.min_nodes <= self.total_nodes <= g.max_nodes]
+            raise HarnessError(f"{nodes} are outside the {limits.min_nodes}-{limits.max_nodes} nodes of resource group "
+                               f"'{self.rscgrp}' on {s.name}: "
+                               + (f"use --rscgrp {fitting[0]}" if fitting else "no group takes that many"))
         if elapse_seconds(self.elapse) > elapse_seconds(limits.max_elapse):
             raise HarnessError(f"--elapse {self.elapse} exceeds the {limits.max_elapse} limit of resource group "
                                f"'{self.rscgrp}' on {s.name}")
         if not 1 <= self.ppn <= s.max_procs_per_node:
             raise HarnessError(f"--ppn {self.ppn} is outside 1..{s.max_procs_per_node} processes per node on {s.name}")
+        if s.staging.localtmp_gib and s.staging.max_localtmp_gib and \
+                s.staging.localtmp_gib > s.staging.max_localtmp_gib:
+            raise HarnessError(f"{s.name}'s staging.localtmp_gib {s.staging.localtmp_gib} exceeds the "
+                               f"{s.staging.max_localtmp_gib} GiB of node-local space a job may ask for")
+        placements(s, self.ppn)
 
     def _check_placement(self) -> None:
         split = self.split
@@ -131,12 +154,18 @@ class JobSpec:
             data_groups(self.layout, split, self.processes)
         except HarnessError as err:
             raise HarnessError(f"{err} ({self.nodes} nodes x {self.ppn} per node)") from None
-        if self.node_topology not in (None, "torus", "mesh", "noncont"):
-            raise HarnessError(f"--topology '{self.node_topology}' must be torus, mesh or noncont")
-        if self.node_topology == "noncont" and self.node_shape is not None:
+        if self.node_topology not in (None, *ALLOCATIONS):
+            raise HarnessError(f"--topology '{self.node_topology}' must be one of {', '.join(ALLOCATIONS)}")
+        if self.node_topology is not None and self.system.scheduler != "pjm":
+            raise HarnessError(f"--topology is Fugaku's node allocation; {self.system.name} has none")
+        allocation = self.allocation
+        if allocation is not None:
+            allowed = self.system.resource_groups[self.rscgrp].allocations
+            if allocation not in allowed:
+                raise HarnessError(f"--topology {allocation} is not offered by resource group '{self.rscgrp}' on "
+                                   f"{self.system.name}, which allocates {' or '.join(allowed)}")
+        if allocation == "noncont" and self.node_shape is not None:
             raise HarnessError("--topology noncont allocates nodes without a shape: drop --shape or use torus/mesh")
-        if self.node_topology in ("torus", "mesh") and self.node_shape is None:
-            raise HarnessError(f"--topology {self.node_topology} needs a node shape: pass --shape, e.g. 4x3x8")
         if self.node_shape is not None:
             dims = [int(d) for d in self.node_shape.split("x")] if re.match(r"^\d{1,5}(x\d{1,5}){0,2}$",
                                                                              self.node_shape) else []

@@ -103,8 +103,9 @@ class OpenMPIMpirun(Launcher):
 
     def command(self, job: JobSpec, instance: int, program: list[str]) -> list[str]:
         hostfile = f"{job.job_dir}/hostfile" + (f".{instance}" if job.instances > 1 else "")
+        # Binding is the per-rank wrapper's (bind.sh), not mpirun's.
         words = ["mpirun", "-n", str(job.processes), "-npernode", str(job.ppn), "--hostfile", hostfile,
-                 "--map-by", "slot", "--bind-to", "none", "--mca", "pml", "ob1"]
+                 "--map-by", "slot", "--bind-to", "none", *job.system.mpi_args]
         for name in sorted(job.env):
             words += ["-x", name]
         return words + program

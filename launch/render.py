@@ -8,12 +8,15 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
+from launch.binding import WRAPPER, wrapper_script
 from launch.job import JobSpec
 from launch.launchers import get_launcher
 from launch.schedulers import get_scheduler
 from parallel.topology import SPLIT_LAYOUTS
 
 REPO = Path(__file__).resolve().parents[1]
+PACKAGES = ("core", "parallel", "cosmoflow", "deepcam", "launch", "mlperf_hpc")   # the harness's own code
+PREFLIGHT = ["python", "-m", "mlperf_hpc.cli", "preflight", "--megabytes", "64"]
 
 
 @dataclass
@@ -32,6 +35,13 @@ class RenderedJob:
         return path
 
 
+def _rank_command(job: JobSpec, words: list[str]) -> list[str]:
+    """A rank's command, through the binding wrapper where the system binds."""
+    if wrapper_script(job.system, job.ppn) is None:
+        return words
+    return ["bash", f"{job.job_dir}/{WRAPPER}", *words]
+
+
 def program(job: JobSpec, instance: int) -> list[str]:
     """The training command one instance's ranks run."""
     words = ["python", "-m", "mlperf_hpc.cli", "train", job.benchmark, "--layout", job.layout]
@@ -47,7 +57,7 @@ def program(job: JobSpec, instance: int) -> list[str]:
     if job.instances > 1:
         words += ["--instances", str(job.instances), "--instance-id", str(instance),
                   "--start-gate", f"{job.job_dir}/gate"]
-    return words
+    return _rank_command(job, words)
 
 
 def _shell(words: list[str]) -> str:
@@ -73,11 +83,20 @@ def render(job: JobSpec) -> RenderedJob:
              f"JOB_DIR={q(job.job_dir)}",
              'mkdir -p "$JOB_DIR"',
              f'STAGE_DIR="{system.staging.local_dir}"']
+    if system.distribute_environment:
+        # Thousands of Python files imported by every rank: one copy in the
+        # nodes' second-layer cache instead of every node reading the shared FS.
+        lines.append(f'{system.distribute_environment} "$MLPERF_HPC_HOME/.venv" '
+                     + " ".join(f'"$MLPERF_HPC_HOME/{package}"' for package in PACKAGES))
     if system.staging.method == "llio" and job.config:
         # Common files are read by every rank: LLIO's transfer puts one copy
         # in the second-layer cache instead of every rank hitting the FS.
         lines.append(f"llio_transfer {q(job.config)}")
     lines += launcher.prepare(job, scheduler.hostfile_var)
+    # Provenance: what ran, in the job's own output.
+    lines.append("python -m mlperf_hpc.cli version")
+    if job.preflight:
+        lines.append(_shell(launcher.command(job, 0, _rank_command(job, PREFLIGHT))))
     if job.instances > 1:
         lines.append('mkdir -p "$JOB_DIR/gate"')
         for i in range(job.instances):
@@ -85,4 +104,8 @@ def render(job: JobSpec) -> RenderedJob:
         lines += ["status=0", "for pid in $(jobs -p); do wait \"$pid\" || status=1; done", 'exit "$status"']
     else:
         lines.append(_shell(launcher.command(job, 0, program(job, 0))))
-    return RenderedJob("\n".join(lines) + "\n", launcher.files(job))
+    files = launcher.files(job)
+    wrapper = wrapper_script(system, job.ppn)
+    if wrapper is not None:
+        files[WRAPPER] = wrapper
+    return RenderedJob("\n".join(lines) + "\n", files)

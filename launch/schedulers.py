@@ -71,13 +71,11 @@ class PJM(Scheduler):
               "HLD": "held", "RJT": "failed"}
 
     def directives(self, job: JobSpec) -> list[str]:
+        """Every option as a directive, so that the script submitted by hand
+        with a bare ``pjsub job.sh`` asks for the same job."""
         s = job.system
-        if job.node_shape:
-            node = f"{job.node_shape}:{job.node_topology or 'torus'}"
-        else:
-            node = str(job.total_nodes) + (":noncont" if job.node_topology == "noncont" else "")
         lines = [f'#PJM -N {job.name}',
-                 f'#PJM -L "node={node}"',
+                 f'#PJM -L "node={job.node_shape or job.total_nodes}:{job.allocation}"',
                  f'#PJM -L "rscgrp={job.rscgrp}"',
                  f'#PJM -L "elapse={job.elapse}"']
         if s.frequency_mhz:
@@ -88,6 +86,8 @@ class PJM(Scheduler):
         if job.layout == "hybrid" and job.instances == 1:
             lines.append(f'#PJM --mpi "rank-map-hostfile={job.job_dir}/rankmap"')
         lines.append(f"#PJM -g {job.group}")
+        if s.staging.method == "llio" and s.staging.localtmp_gib:
+            lines.append(f"#PJM --llio localtmp-size={s.staging.localtmp_gib}Gi")
         if s.llio_gfscache:
             lines.append(f"#PJM -x PJM_LLIO_GFSCACHE={s.llio_gfscache}")
         lines += ["#PJM -S", f'#PJM --spath "{job.job_dir}/%n.%j.stat"',
@@ -95,10 +95,7 @@ class PJM(Scheduler):
         return lines
 
     def submit_command(self, job: JobSpec, script: str) -> list[str]:
-        command = ["pjsub"]
-        if job.system.staging.method == "llio" and job.system.staging.localtmp_size:
-            command += ["--llio", f"localtmp-size={job.system.staging.localtmp_size}"]
-        return command + [script]
+        return ["pjsub", script]
 
     def status_command(self, job_id: str | None) -> list[str]:
         return ["pjstat"] + ([job_id] if job_id else [])
@@ -147,11 +144,36 @@ class UGE(Scheduler):
         return ["qdel", job_id]
 
     def parse_status(self, output: str) -> list[JobState]:
+        """``qstat`` prints a table; ``qstat -j ID`` prints ``key: value``
+        lines, one block per job, with a ``job_state N:`` line per task."""
+        if re.search(r"^job_number:", output, re.MULTILINE):
+            return self._parse_details(output)
         jobs = []
         for line in output.splitlines():
             fields = line.split()
             if len(fields) >= 5 and fields[0].isdigit():
                 jobs.append(JobState(fields[0], fields[2], self._state(fields[4]), fields[4]))
+        return jobs
+
+    def _parse_details(self, output: str) -> list[JobState]:
+        jobs, block = [], {}
+
+        def flush():
+            if "job_number" in block:
+                code = block.get("job_state", "")
+                jobs.append(JobState(block["job_number"], block.get("job_name", ""),
+                                     self._state(code) if code else "queued", code or "no task started"))
+
+        for line in output.splitlines():
+            key, sep, value = line.partition(":")
+            if not sep:
+                continue
+            key = key.strip().split()[0] if key.strip() else ""
+            if key == "job_number":
+                flush()
+                block = {}
+            block.setdefault(key, value.strip())
+        flush()
         return jobs
 
 
@@ -168,9 +190,10 @@ class PBS(Scheduler):
               "X": "done", "S": "held"}
 
     def directives(self, job: JobSpec) -> list[str]:
+        # MPI jobs ask for their ranks per node: select=N:mpiprocs=P (ABCI 3.0 manual).
         return [f"#PBS -N {job.name}", f"#PBS -P {job.group}", f"#PBS -q {job.rscgrp}",
-                f"#PBS -l select={job.total_nodes}", f"#PBS -l walltime={job.elapse}", "#PBS -j oe",
-                f"#PBS -o {job.job_dir}/"]
+                f"#PBS -l select={job.total_nodes}:mpiprocs={job.ppn}", f"#PBS -l walltime={job.elapse}",
+                "#PBS -j oe", f"#PBS -o {job.job_dir}/"]
 
     def submit_command(self, job: JobSpec, script: str) -> list[str]:
         return ["qsub", script]
@@ -182,11 +205,28 @@ class PBS(Scheduler):
         return ["qdel", job_id]
 
     def parse_status(self, output: str) -> list[JobState]:
+        """``qstat -x`` prints a table (Job id, Name, User, Time Use, S, Queue);
+        ``qstat -x -f`` prints ``Job Id:`` blocks of ``key = value`` lines."""
+        if re.search(r"^Job Id:", output, re.MULTILINE):
+            return self._parse_full(output)
         jobs = []
         for line in output.splitlines():
             fields = line.split()
-            if len(fields) >= 6 and re.match(r"^\d+\.", fields[0]):
+            if len(fields) >= 6 and re.match(r"^\d+(\.|$)", fields[0]):
                 jobs.append(JobState(fields[0], fields[1], self._state(fields[4]), fields[4]))
+        return jobs
+
+    def _parse_full(self, output: str) -> list[JobState]:
+        jobs, job_id, fields = [], None, {}
+        for line in output.splitlines() + ["Job Id: end"]:
+            if line.startswith("Job Id:"):
+                if job_id:
+                    code = fields.get("job_state", "")
+                    jobs.append(JobState(job_id, fields.get("Job_Name", ""), self._state(code), code))
+                job_id, fields = line.split(":", 1)[1].strip(), {}
+            elif "=" in line:
+                key, _, value = line.partition("=")
+                fields.setdefault(key.strip(), value.strip())
         return jobs
 
 

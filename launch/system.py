@@ -1,47 +1,68 @@
-"""A system is data: one YAML file per machine under launch/systems/."""
+"""A system is data: one YAML file per machine under launch/systems/,
+checked when it is loaded like any config (declared ranges, known keys)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core.config import load_config
+from core.config import ranged, load_config
 from core.errors import HarnessError
 
 SYSTEMS_DIR = Path(__file__).parent / "systems"
+ALLOCATIONS = ("noncont", "mesh", "torus")     # Fugaku's node allocation modes
 
 
 @dataclass
 class ResourceGroup:
-    max_nodes: int = 1
+    min_nodes: int = ranged(1, minimum=1)
+    max_nodes: int = ranged(1, minimum=1)
     max_elapse: str = "24:00:00"
+    # Fugaku: the allocation modes the group accepts, the first being its default.
+    allocations: list[str] = ranged(factory=lambda: list(ALLOCATIONS), one_of=ALLOCATIONS)
 
 
 @dataclass
 class Staging:
-    method: str = "directory"       # llio, local_disk, directory
+    method: str = ranged("directory", one_of=("llio", "local_disk", "directory"))
     local_dir: str = "/tmp/mlperf-hpc-stage"
-    localtmp_size: str | None = None  # Fugaku: pjsub --llio localtmp-size=
+    localtmp_gib: int | None = ranged(None, minimum=1)     # Fugaku: LLIO node-local temporary space
+    max_localtmp_gib: int | None = ranged(None, minimum=1)  # and the most the system grants
+
+
+@dataclass
+class Binding:
+    """How each local rank of a node is placed: the NUMA nodes (CPU and
+    memory) of the node's compute cores, and per accelerator the network
+    adapter next to it. A rank's share follows from its local rank."""
+    numa_nodes: list[int] = field(default_factory=list)   # e.g. Fugaku's 4 CMGs: NUMA nodes 4-7
+    hcas: list[str] = field(default_factory=list)         # per accelerator (or per rank), e.g. mlx5_0
 
 
 @dataclass
 class System:
     name: str = ""
     description: str = ""
-    scheduler: str = "local"        # pjm, uge, pbs, local
-    launcher: str = "local-mpirun"  # fujitsu-mpiexec, openmpi-mpirun, local-mpirun
-    cores_per_node: int = 1
-    accelerators_per_node: int = 0
+    scheduler: str = ranged("local", one_of=("pjm", "uge", "pbs", "local"))
+    launcher: str = ranged("local-mpirun", one_of=("fujitsu-mpiexec", "openmpi-mpirun", "local-mpirun"))
+    cores_per_node: int = ranged(1, minimum=1)
+    accelerators_per_node: int = ranged(0, minimum=0)
     processor: str = ""
     accelerator: str = ""
-    default_procs_per_node: int = 1
-    max_procs_per_node: int = 1
+    default_procs_per_node: int = ranged(1, minimum=1)
+    max_procs_per_node: int = ranged(1, minimum=1)
     group_required: bool = False
     default_resource_group: str = ""
     resource_groups: dict[str, ResourceGroup] = field(default_factory=dict)
-    frequency_mhz: int | None = None
+    max_job_nodes: int | None = ranged(None, minimum=1)   # the system's largest job, over every group
+    frequency_mhz: int | None = ranged(None, minimum=1)
     llio_gfscache: str | None = None
     setup: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
+    mpi_args: list[str] = field(default_factory=list)     # the launcher's transport settings
+    binding: Binding = field(default_factory=Binding)
+    # Distribute the Python environment and the harness to the nodes' cache
+    # (Fugaku: dir_transfer) instead of every node reading the shared FS.
+    distribute_environment: str | None = None
     staging: Staging = field(default_factory=Staging)
 
 
@@ -54,4 +75,9 @@ def load_system(name: str) -> System:
     if not path.is_file():
         raise HarnessError(f"unknown system '{name}': use one of {', '.join(available_systems())} "
                            f"(or add launch/systems/{name}.yaml)")
-    return load_config(path, System)
+    system = load_config(path, System)
+    for group_name, group in system.resource_groups.items():
+        if group.min_nodes > group.max_nodes:
+            raise HarnessError(f"{path}: resource group '{group_name}' has min_nodes {group.min_nodes} above "
+                               f"max_nodes {group.max_nodes}")
+    return system

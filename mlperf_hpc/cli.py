@@ -163,6 +163,26 @@ def _cmd_model(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_version(args: argparse.Namespace) -> int:
+    from core.runtime import configure_environment
+    configure_environment()
+    from mlperf_hpc.provenance import provenance_line
+
+    print(provenance_line(), flush=True)
+    return 0
+
+
+def _cmd_preflight(args: argparse.Namespace) -> int:
+    from core.runtime import configure_environment
+    configure_environment()
+    from mlperf_hpc.provenance import preflight_allreduce
+
+    report = preflight_allreduce(args.megabytes)
+    if report:
+        print(report, flush=True)
+    return 0
+
+
 def _cmd_rcp(args: argparse.Namespace) -> int:
     from mlperf_hpc.rcp import rcp_outlook
 
@@ -272,6 +292,16 @@ def build_parser() -> argparse.ArgumentParser:
     md.add_argument("benchmark", choices=names, metavar="BENCHMARK", help=", ".join(names))
     md.add_argument("--config", help="YAML config (default: the benchmark's configs/mini.yaml)")
     md.set_defaults(func=_cmd_model)
+
+    ver = sub.add_parser("version", help="one provenance line: commit, Python, TensorFlow, Horovod, MPI",
+                         description="Print the harness commit and the versions it runs on (job scripts log it).")
+    ver.set_defaults(func=_cmd_version)
+    pre = sub.add_parser("preflight", help="an allreduce bandwidth test over the ranks mpirun started",
+                         description="Time a Horovod allreduce over every rank (run under mpirun); rank 0 prints "
+                                     "the time and bus bandwidth.")
+    pre.add_argument("--megabytes", type=int_in(Valid(minimum=1, maximum=16384)), default=64,
+                     help="size of the reduced tensor in MiB (default 64)")
+    pre.set_defaults(func=_cmd_preflight)
 
     rc = sub.add_parser(
         "rcp", help="what the official RCP checker expects at a global batch size",

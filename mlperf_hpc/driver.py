@@ -29,6 +29,7 @@ from mlperf_logging.mllog import constants as keys
 
 from core import mllogging, staging
 from core.benchmark import SPLITS, Benchmark
+from core.errors import RankError
 from core.mllogging import MLPerfLog
 from core.progress import Progress
 from parallel.instances import StartGate
@@ -71,12 +72,25 @@ def seed_for_run(configured: int | None) -> int:
     return configured if configured is not None else int.from_bytes(os.urandom(4), "little") % 2**31
 
 
+GPUS_PER_NODE_ENV = "MLPERF_HPC_GPUS_PER_NODE"   # set by GPU systems' job scripts
+
+
 def use_local_accelerator(local_rank: int) -> int:
-    """Give each rank on a node its own GPU; returns accelerators per node."""
+    """Give each rank on a node its own GPU; returns accelerators per node.
+    A rank that expects a GPU (its job says the node has some, or TensorFlow
+    is the CUDA build) and finds none stops: a GPU run never quietly trains
+    on the CPU. ``MLPERF_HPC_GPUS_PER_NODE=0`` runs a CUDA build on CPUs."""
     gpus = tf.config.list_physical_devices("GPU")
+    declared = os.environ.get(GPUS_PER_NODE_ENV)
+    expected = int(declared) if declared and declared.isdigit() else (1 if tf.test.is_built_with_cuda() else 0)
+    if expected and not gpus:
+        raise RankError(f"this rank expected a GPU ({f'{GPUS_PER_NODE_ENV}={declared}' if declared else 'TensorFlow is the CUDA build'}) "
+                        f"but TensorFlow finds none: check CUDA_VISIBLE_DEVICES, nvidia-smi and the CUDA wheels "
+                        f"(setup.sh --gpu); set {GPUS_PER_NODE_ENV}=0 to train on the CPU on purpose")
     if gpus:
         tf.config.set_visible_devices(gpus[local_rank % len(gpus)], "GPU")
-    return len(gpus)
+    # One GPU visible per rank (the job's binding) still means the node's count.
+    return int(declared) if declared and declared.isdigit() and gpus else len(gpus)
 
 
 @dataclass

@@ -31,7 +31,7 @@ def _job_from_args(args: argparse.Namespace, nodes: int | None = None) -> JobSpe
                    resource_group=args.rscgrp, procs_per_node=args.ppn, instances=args.instances,
                    node_shape=args.shape, node_topology=args.topology,
                    job_dir=absolute(args.job_dir if args.job_dir is not None else f"jobs/{args.name}", "--job-dir"),
-                   seed=args.seed)
+                   seed=args.seed, preflight=args.preflight)
 
 
 def parse_node_counts(text: str) -> list[int]:
@@ -108,9 +108,11 @@ def _add_job_options(p: argparse.ArgumentParser, nodes: bool = True) -> None:
     p.add_argument("--instances", type=positive, default=1, help="weak scaling: concurrent instances")
     p.add_argument("--shape", help="Fugaku node shape of the whole job, e.g. 4x3x8")
     p.add_argument("--topology", choices=["torus", "mesh", "noncont"],
-                   help="Fugaku node allocation: torus/mesh (with --shape, default torus) or noncont")
+                   help="Fugaku node allocation (default: the resource group's: noncont up to 384 nodes, torus above)")
     p.add_argument("--job-dir", help="where the script, placement files and logs go")
     p.add_argument("--seed", type=int_in(Valid(minimum=0, below=2 ** 31)), help="base seed (instance i uses seed + i)")
+    p.add_argument("--preflight", action="store_true",
+                   help="time a 64 MiB Horovod allreduce over the job's ranks before training (in the job output)")
 
 
 def add_launch_commands(sub: Any) -> None:

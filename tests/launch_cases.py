@@ -17,7 +17,8 @@ CASES = {
     "fugaku_weak": dict(system="fugaku", nodes=4, ppn=1, instances=2, shape="2x2x2", group="hp240123", seed=100),
     "abci2_data": dict(system="abci2", nodes=2, group="gaa50000"),
     "abci2_weak": dict(system="abci2", nodes=2, instances=2, group="gaa50000"),
-    "abci3_hybrid_2x2": dict(system="abci3", nodes=2, layout="hybrid", spatial="2x2", group="gaa50000"),
+    "abci3_hybrid_2x2": dict(system="abci3", nodes=2, layout="hybrid", spatial="2x2", group="gaa50000",
+                             preflight=True),
     "local_data": dict(system="local", nodes=1, ppn=2),
 }
 
@@ -30,7 +31,8 @@ def job_for(case: str) -> JobSpec:
                    data_dir="/shared/data/cosmoflow", elapse=spec.pop("elapse", "1:00:00"), name=case.replace("_", "-"),
                    group=spec.pop("group", None), resource_group=spec.pop("rscgrp", None),
                    procs_per_node=spec.pop("ppn", None), instances=spec.pop("instances", 1),
-                   node_shape=spec.pop("shape", None), job_dir=f"/jobs/{case}", seed=spec.pop("seed", None))
+                   node_shape=spec.pop("shape", None), job_dir=f"/jobs/{case}", seed=spec.pop("seed", None),
+                   preflight=spec.pop("preflight", False))
 
 
 def rendered_text(case: str) -> str:
@@ -38,8 +40,17 @@ def rendered_text(case: str) -> str:
     return render(job_for(case)).script.replace(str(REPO), "@REPO@")
 
 
+def rendered_wrapper(case: str) -> str | None:
+    """The per-rank binding wrapper the job runs its ranks through, if any."""
+    return render(job_for(case)).files.get("bind.sh")
+
+
 if __name__ == "__main__":
     GOLDEN.mkdir(exist_ok=True)
     for name in CASES:
         (GOLDEN / f"{name}.sh").write_text(rendered_text(name))
         print(f"wrote tests/golden/{name}.sh")
+        wrapper = rendered_wrapper(name)
+        if wrapper:
+            (GOLDEN / f"{name}.bind.sh").write_text(wrapper)
+            print(f"wrote tests/golden/{name}.bind.sh")

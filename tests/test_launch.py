@@ -14,7 +14,7 @@ from launch.submit import status
 from launch.system import load_system
 from core.errors import HarnessError
 from tests.conftest import MPI_ENV, REPO, cli, write_config
-from tests.launch_cases import CASES, GOLDEN, job_for, rendered_text
+from tests.launch_cases import CASES, GOLDEN, job_for, rendered_text, rendered_wrapper
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -24,6 +24,11 @@ def test_rendered_script_matches_golden_line_by_line(case):
     for number, (want, got) in enumerate(zip(expected, actual), 1):
         assert got == want, f"{case}.sh line {number}"
     assert len(actual) == len(expected)
+    wrapper = rendered_wrapper(case)
+    golden = GOLDEN / f"{case}.bind.sh"
+    assert (wrapper is None) == (not golden.exists())
+    if wrapper is not None:
+        assert wrapper.splitlines() == golden.read_text().splitlines()
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -58,10 +63,17 @@ def test_weak_instances_get_compact_disjoint_blocks():
 
 @pytest.mark.parametrize("change, message", [
     (dict(nodes=0), "--nodes must be at least 1"),
-    (dict(nodes=400), "400 nodes exceed the 384-node limit of resource group 'small'"),
+    (dict(nodes=400), "400 nodes are outside the 1-384 nodes of resource group 'small' on fugaku: use --rscgrp large"),
+    (dict(nodes=100, resource_group="large"), "100 nodes are outside the 385-12288 nodes of resource group 'large'"),
+    (dict(nodes=13000, resource_group="large"), "use --rscgrp huge"),
+    (dict(nodes=90000, resource_group="huge"), "90000 nodes exceed fugaku's largest job of 82944 nodes"),
+    (dict(nodes=512, resource_group="large", node_topology="noncont"),
+     "--topology noncont is not offered by resource group 'large' on fugaku, which allocates torus"),
     (dict(elapse="25:99:00"), "elapse '25:99:00' is not a valid H:MM:SS time"),
     (dict(elapse="80:00:00"), "exceeds the 72:00:00 limit"),
+    (dict(nodes=512, resource_group="large", elapse="48:00:00"), "exceeds the 24:00:00 limit of resource group 'large'"),
     (dict(layout="hybrid", spatial="3x1"), "32 processes are not a multiple of the --spatial 3x1 split (3 processes per sample)"),
+    (dict(procs_per_node=3), "--ppn 3 cannot share fugaku's 4 NUMA domains (4-7) evenly"),
     (dict(name="$(rm -rf ~)"), "--name '$(rm -rf ~)' may only contain"),
     (dict(group=None), "fugaku charges jobs to a group: pass --group"),
     (dict(group="g;reboot"), "--group 'g;reboot' may only contain"),
@@ -76,13 +88,55 @@ def test_impossible_jobs_are_refused(change, message):
     assert message in str(err.value)
 
 
-@pytest.mark.parametrize("shape, topology, directive", [
-    ("2x2x2", None, '#PJM -L "node=2x2x2:torus"'), ("2x4", "mesh", '#PJM -L "node=2x4:mesh"'),
-    (None, "noncont", '#PJM -L "node=8:noncont"'), (None, None, '#PJM -L "node=8"')])
-def test_pjm_node_shapes_and_topologies(shape, topology, directive):
+def test_llio_space_above_the_system_limit_is_refused():
     job = job_for("fugaku_data")
-    job.node_shape, job.node_topology, job.procs_per_node = shape, topology, 1
+    job.system.staging.localtmp_gib = 90                      # pjsub refuses more than 87 GiB (PJM 0049)
+    with pytest.raises(HarnessError, match="localtmp_gib 90 exceeds the 87 GiB of node-local space"):
+        job.validate()
+
+
+def test_gpu_systems_run_one_rank_per_gpu():
+    job = job_for("abci3_hybrid_2x2")
+    job.procs_per_node = 4
+    with pytest.raises(HarnessError, match="--ppn 4 on abci3 must be 8: one rank per GPU"):
+        job.validate()
+
+
+@pytest.mark.parametrize("shape, topology, nodes, rscgrp, directive", [
+    ("2x2x2", None, 8, "small", '#PJM -L "node=2x2x2:torus"'), ("2x4", "mesh", 8, "small", '#PJM -L "node=2x4:mesh"'),
+    (None, "noncont", 8, "small", '#PJM -L "node=8:noncont"'), (None, None, 8, "small", '#PJM -L "node=8:noncont"'),
+    (None, None, 512, "large", '#PJM -L "node=512:torus"'), ("8x8x8", None, 512, "large", '#PJM -L "node=8x8x8:torus"')])
+def test_pjm_node_shapes_and_allocations(shape, topology, nodes, rscgrp, directive):
+    job = job_for("fugaku_data")
+    job.node_shape, job.node_topology, job.procs_per_node, job.nodes, job.resource_group = shape, topology, 1, nodes, \
+        rscgrp
     assert directive in render(job).script.splitlines()
+
+
+def test_every_pjsub_option_is_a_directive_so_a_bare_pjsub_submits_the_same_job():
+    script = render(job_for("fugaku_data")).script.splitlines()
+    assert {'#PJM -L "rscgrp=small"', "#PJM -g hp240123", "#PJM --llio localtmp-size=80Gi"} <= set(script)
+
+
+@pytest.mark.parametrize("local_rank, numa, gpu, hca", [("0", "0", "0", "mlx5_ibn0"), ("5", "1", "5", "mlx5_ibn5")])
+def test_the_binding_wrapper_places_each_local_rank(tmp_path, local_rank, numa, gpu, hca):
+    wrapper = tmp_path / "bind.sh"
+    wrapper.write_text(rendered_wrapper("abci3_hybrid_2x2"))
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "numactl"                             # records how it was called, then runs the command
+    fake.write_text('#!/bin/bash\necho "numactl $1 $2"; shift 2; exec "$@"\n')
+    fake.chmod(0o755)
+    result = subprocess.run(["bash", str(wrapper), "sh", "-c", 'echo "$CUDA_VISIBLE_DEVICES $UCX_NET_DEVICES $NCCL_IB_HCA"'],
+                            capture_output=True, text=True,
+                            env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}",
+                                 "OMPI_COMM_WORLD_LOCAL_RANK": local_rank})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [f"numactl --cpunodebind={numa} --membind={numa}", f"{gpu} {hca}:1 {hca}"]
+    beyond = subprocess.run(["bash", str(wrapper), "true"], capture_output=True, text=True,
+                            env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}",
+                                 "OMPI_COMM_WORLD_LOCAL_RANK": "9"})
+    assert beyond.returncode == 2 and "local rank 9 is beyond the job's 8 per node" in beyond.stderr
 
 
 def test_cli_refusal_is_one_line():
@@ -112,6 +166,37 @@ PBS_QSTAT = """Job id            Name             User              Time Use S Q
 ----------------  ---------------- ----------------  -------- - -----
 1234.pbs1         cosmo            user01            00:10:01 R rt_HF
 1235.pbs1         cosmo2           user01                   0 Q rt_HF
+"""
+# ``qstat -j ID``: key: value lines, a job_state line per task (Univa Grid Engine).
+UGE_QSTAT_J = """==============================================================
+job_number:                 1234567
+jclass:                     NO_JCLASS
+exec_file:                  job_scripts/1234567
+submission_time:            11/22/2026 10:00:05.580
+owner:                      aaa10000aa
+uid:                        10000
+group:                      gaa50000
+sge_o_workdir:              /home/aaa10000aa
+job_name:                   cosmo-n8
+hard resource_list:         h_rt=3600,rt_F=8
+job_state    1:             r
+start_time   1:             11/22/2026 10:00:10.120
+usage        1:             wallclock=00:10:01, cpu=10:00:00, mem=1000.0 GBs
+scheduling info:            (Collecting of scheduler job information is turned off)
+"""
+# ``qstat -x -f ID``: Job Id: blocks of key = value lines (PBS Professional).
+PBS_QSTAT_F = """Job Id: 1234.pbs1
+    Job_Name = cosmo
+    Job_Owner = user01@login1
+    resources_used.walltime = 00:10:01
+    job_state = R
+    queue = rt_HF
+    Resource_List.select = 2:mpiprocs=8
+
+Job Id: 1236.pbs1
+    Job_Name = cosmo3
+    job_state = F
+    Exit_status = 0
 """
 
 
@@ -144,8 +229,7 @@ def test_pjm_submit_status_cancel(fake_tools, tmp_path):
     assert cli("launch", "status", "--system", "fugaku", env=env).stdout.splitlines() == [
         "12345678  cosmo-n8  running  (RUN)", "12345679  cosmo-n16  queued  (QUE)"]
     assert cli("launch", "cancel", "--system", "fugaku", "12345678", env=env).returncode == 0
-    assert calls.read_text().splitlines() == [
-        f"pjsub --llio localtmp-size=92160Mi {job_dir}/job.sh", "pjstat", "pjdel 12345678"]
+    assert calls.read_text().splitlines() == [f"pjsub {job_dir}/job.sh", "pjstat", "pjdel 12345678"]
 
 
 def test_uge_submit_dry_run_and_status(fake_tools, tmp_path):
@@ -236,3 +320,14 @@ def test_local_weak_scaling_job_of_two_instances(tmp_path, tiny_data):
         starts.append(run_start["time_ms"])
         assert run_start["metadata"]["instance_id"] in (0, 1)
     assert abs(starts[0] - starts[1]) < 5000  # the instances started their timed runs together
+
+
+def test_status_parses_qstat_dash_j_of_grid_engine():
+    (job,) = status(load_system("abci2"), output=UGE_QSTAT_J)
+    assert (job.job_id, job.name, job.state, job.raw) == ("1234567", "cosmo-n8", "running", "r")
+
+
+def test_status_parses_qstat_dash_f_of_pbs():
+    jobs = status(load_system("abci3"), output=PBS_QSTAT_F)
+    assert [(j.job_id, j.name, j.state) for j in jobs] == [("1234.pbs1", "cosmo", "running"),
+                                                          ("1236.pbs1", "cosmo3", "done")]

@@ -10,9 +10,11 @@ set -euo pipefail
 export MLPERF_HPC_HOME=@REPO@
 source /etc/profile.d/modules.sh
 module purge
-module load gcc/12.2.0 python/3.11 cuda/12.2 cudnn/8.9 nccl/2.18 hpcx/2.12
+module load hpcx/2.12
 source "$MLPERF_HPC_HOME/.venv/bin/activate"
+export MLPERF_HPC_GPUS_PER_NODE=4
 export MLPERF_HPC_THREADS=10
+export NCCL_IB_DISABLE=0
 export TF_ENABLE_ONEDNN_OPTS=1
 JOB_DIR=/jobs/abci2_weak
 mkdir -p "$JOB_DIR"
@@ -20,9 +22,10 @@ STAGE_DIR="$SGE_LOCALDIR/mlperf-hpc"
 sort -u "$SGE_JOB_HOSTLIST" | awk '{print $1" slots=4"}' > /jobs/abci2_weak/hostfile
 sed -n '1,2p' /jobs/abci2_weak/hostfile > /jobs/abci2_weak/hostfile.0
 sed -n '3,4p' /jobs/abci2_weak/hostfile > /jobs/abci2_weak/hostfile.1
+python -m mlperf_hpc.cli version
 mkdir -p "$JOB_DIR/gate"
-mpirun -n 8 -npernode 4 --hostfile /jobs/abci2_weak/hostfile.0 --map-by slot --bind-to none --mca pml ob1 -x MLPERF_HPC_THREADS -x TF_ENABLE_ONEDNN_OPTS python -m mlperf_hpc.cli train cosmoflow --layout data --config @REPO@/cosmoflow/configs/cosmo.yaml --data /shared/data/cosmoflow --stage-dir "$STAGE_DIR" --log /jobs/abci2_weak/instance_0.log --instances 2 --instance-id 0 --start-gate /jobs/abci2_weak/gate &
-mpirun -n 8 -npernode 4 --hostfile /jobs/abci2_weak/hostfile.1 --map-by slot --bind-to none --mca pml ob1 -x MLPERF_HPC_THREADS -x TF_ENABLE_ONEDNN_OPTS python -m mlperf_hpc.cli train cosmoflow --layout data --config @REPO@/cosmoflow/configs/cosmo.yaml --data /shared/data/cosmoflow --stage-dir "$STAGE_DIR" --log /jobs/abci2_weak/instance_1.log --instances 2 --instance-id 1 --start-gate /jobs/abci2_weak/gate &
+mpirun -n 8 -npernode 4 --hostfile /jobs/abci2_weak/hostfile.0 --map-by slot --bind-to none --mca pml ob1 --mca btl self,tcp --mca btl_tcp_if_include bond0 -x MLPERF_HPC_GPUS_PER_NODE -x MLPERF_HPC_THREADS -x NCCL_IB_DISABLE -x TF_ENABLE_ONEDNN_OPTS bash /jobs/abci2_weak/bind.sh python -m mlperf_hpc.cli train cosmoflow --layout data --config @REPO@/cosmoflow/configs/cosmo.yaml --data /shared/data/cosmoflow --stage-dir "$STAGE_DIR" --log /jobs/abci2_weak/instance_0.log --instances 2 --instance-id 0 --start-gate /jobs/abci2_weak/gate &
+mpirun -n 8 -npernode 4 --hostfile /jobs/abci2_weak/hostfile.1 --map-by slot --bind-to none --mca pml ob1 --mca btl self,tcp --mca btl_tcp_if_include bond0 -x MLPERF_HPC_GPUS_PER_NODE -x MLPERF_HPC_THREADS -x NCCL_IB_DISABLE -x TF_ENABLE_ONEDNN_OPTS bash /jobs/abci2_weak/bind.sh python -m mlperf_hpc.cli train cosmoflow --layout data --config @REPO@/cosmoflow/configs/cosmo.yaml --data /shared/data/cosmoflow --stage-dir "$STAGE_DIR" --log /jobs/abci2_weak/instance_1.log --instances 2 --instance-id 1 --start-gate /jobs/abci2_weak/gate &
 status=0
 for pid in $(jobs -p); do wait "$pid" || status=1; done
 exit "$status"

@@ -1,11 +1,12 @@
 #!/bin/bash
 #PJM -N fugaku-data
-#PJM -L "node=8"
+#PJM -L "node=8:noncont"
 #PJM -L "rscgrp=small"
 #PJM -L "elapse=1:00:00"
 #PJM -L "freq=2200"
 #PJM --mpi "max-proc-per-node=4"
 #PJM -g hp240123
+#PJM --llio localtmp-size=80Gi
 #PJM -x PJM_LLIO_GFSCACHE=/vol0004:/vol0006
 #PJM -S
 #PJM --spath "/jobs/fugaku_data/%n.%j.stat"
@@ -16,11 +17,15 @@ set -euo pipefail
 export MLPERF_HPC_HOME=@REPO@
 source /vol0004/apps/oss/spack/share/spack/setup-env.sh
 source "$MLPERF_HPC_HOME/.venv/bin/activate"
+export HOROVOD_MPI_THREADS_DISABLE=1
 export MLPERF_HPC_THREADS=12
+export OMP_PROC_BIND=close
 export PLE_MPI_STD_EMPTYFILE=off
 export TF_ENABLE_ONEDNN_OPTS=1
 JOB_DIR=/jobs/fugaku_data
 mkdir -p "$JOB_DIR"
 STAGE_DIR="$PJM_LOCALTMP/mlperf-hpc"
+/home/system/tool/dir_transfer "$MLPERF_HPC_HOME/.venv" "$MLPERF_HPC_HOME/core" "$MLPERF_HPC_HOME/parallel" "$MLPERF_HPC_HOME/cosmoflow" "$MLPERF_HPC_HOME/deepcam" "$MLPERF_HPC_HOME/launch" "$MLPERF_HPC_HOME/mlperf_hpc"
 llio_transfer @REPO@/cosmoflow/configs/cosmo.yaml
-mpiexec -np 32 -of-proc /jobs/fugaku_data/output/0/%/1000r/out python -m mlperf_hpc.cli train cosmoflow --layout data --config @REPO@/cosmoflow/configs/cosmo.yaml --data /shared/data/cosmoflow --stage-dir "$STAGE_DIR" --log /jobs/fugaku_data/result.log
+python -m mlperf_hpc.cli version
+mpiexec -np 32 -of-proc /jobs/fugaku_data/output/0/%/1000r/out bash /jobs/fugaku_data/bind.sh python -m mlperf_hpc.cli train cosmoflow --layout data --config @REPO@/cosmoflow/configs/cosmo.yaml --data /shared/data/cosmoflow --stage-dir "$STAGE_DIR" --log /jobs/fugaku_data/result.log
