@@ -193,7 +193,7 @@ class Benchmark(abc.ABC):
 @dataclass
 class SplitPipeline:
     """One split of one replica's input."""
-    dataset: "tf.data.Dataset"     # training: infinite; validation: one pass
+    dataset: "tf.data.Dataset"     # infinite: training batches, or validation passes of ``steps`` batches
     files: list[str]
     steps: int                     # batches per epoch
 

@@ -103,6 +103,9 @@ class DataConfig:
     batch_size: int = ranged(1, minimum=1)       # per data-parallel replica
     n_epochs: int = ranged(1, minimum=1, maximum=100000)   # at most; the run stops at the target
     shuffle: bool = True
+    # Keep the decoded samples in memory after the first epoch reads them
+    # (for data sets whose shard fits; the full-size ones do not).
+    cache: bool = False
     prefetch: int = ranged(2, minimum=1)
     n_parallel_reads: int = ranged(2, minimum=1)
 

@@ -98,6 +98,12 @@ class RunLog:
         return self._span("staging_start", "staging_stop")
 
     @property
+    def staging_timed(self) -> bool:
+        """Whether staging sat inside the timed region (after run_start)."""
+        start, run_start = self.times.get("staging_start"), self.run_start_ms
+        return bool(start and run_start is not None and start[0] >= run_start)
+
+    @property
     def train_s(self) -> float:
         return sum(stop - start for _, start, stop in self.epoch_spans) / 1e3
 

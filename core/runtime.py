@@ -55,3 +55,8 @@ def configure_environment() -> int:
     # side on the inter-op pool: cap it too, or a 1-core rank uses two.
     os.environ["TF_NUM_INTEROP_THREADS"] = str(min(2, threads))
     return threads
+
+
+def threads_per_process() -> int:
+    """The intra-op threads ``configure_environment`` gave this process."""
+    return int(os.environ.get("TF_NUM_INTRAOP_THREADS") or cores_for_this_process())

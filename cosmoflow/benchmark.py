@@ -100,7 +100,7 @@ class CosmoFlow(Benchmark):
         common = dict(fmt=d.format, compression=d.compression, sample_shape=d.sample_shape,
                       batch_size=d.batch_size, shuffle=d.shuffle, apply_log=d.apply_log, prefetch=d.prefetch,
                       n_parallel_reads=d.n_parallel_reads, seed=seed + shard_index,
-                      samples_per_file=d.samples_per_file)
+                      samples_per_file=d.samples_per_file, cache=d.cache)
         train_files = self.local_files(config, "train", shard_index, n_shards)
         valid_files = self.local_files(config, "validation", shard_index, n_shards)
         # Check one sample up front so that a wrong shape is one clear line

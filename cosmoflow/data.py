@@ -118,12 +118,16 @@ def _hdf5_samples(files: list[str], sample_shape: list[int]):
 
 def make_pipeline(files: list[str], fmt: str, compression: str | None, sample_shape: list[int],
                   batch_size: int, training: bool, shuffle: bool, apply_log: bool, prefetch: int,
-                  n_parallel_reads: int, seed: int, samples_per_file: int) -> SplitPipeline:
+                  n_parallel_reads: int, seed: int, samples_per_file: int, cache: bool = False) -> SplitPipeline:
     """Dataset over this replica's files. Training: shuffled per epoch,
-    repeated, full batches only. Validation: one pass, last batch partial."""
+    repeated, full batches only. Validation: the same pass repeated, its last
+    batch partial; read ``steps`` batches per evaluation. With ``cache`` the
+    decoded int16 volumes are kept in memory after the first epoch reads
+    them (and shuffled sample by sample), so later epochs spend no core on
+    reading and decompressing."""
     n_samples = len(files) * samples_per_file
     ds = tf.data.Dataset.from_tensor_slices(files)
-    if training and shuffle:
+    if training and shuffle and not cache:
         ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
     if fmt == "tfrecord":
         read = lambda path: tf.data.TFRecordDataset(path, compression_type=compression or "")
@@ -133,6 +137,10 @@ def make_pipeline(files: list[str], fmt: str, compression: str | None, sample_sh
     else:
         ds = ds.interleave(_hdf5_samples(files, sample_shape), cycle_length=n_parallel_reads,
                            num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if cache:
+        ds = ds.cache()
+        if training and shuffle:
+            ds = ds.shuffle(n_samples, seed=seed, reshuffle_each_iteration=True)
 
     def normalise(volume, target):
         volume = tf.cast(volume, tf.float32)
@@ -145,6 +153,8 @@ def make_pipeline(files: list[str], fmt: str, compression: str | None, sample_sh
         ds = ds.repeat().batch(batch_size, drop_remainder=True)
         steps = n_samples // batch_size
     else:
-        ds = ds.batch(batch_size)
+        # Repeated passes, the last batch of each partial: one iterator for
+        # every evaluation (making one per epoch stalled seconds).
+        ds = ds.batch(batch_size).repeat()
         steps = -(-n_samples // batch_size)
     return SplitPipeline(ds.prefetch(prefetch), files, steps)

@@ -101,7 +101,8 @@ class DeepCAM(Benchmark):
         # line rather than a failure inside the first training step.
         self.check_file(config, train_files[0])
         common = dict(sample_shape=d.sample_shape, stats=stats, batch_size=d.batch_size, shuffle=d.shuffle,
-                      prefetch=d.prefetch, n_parallel_reads=d.n_parallel_reads, seed=seed + shard_index)
+                      prefetch=d.prefetch, n_parallel_reads=d.n_parallel_reads, seed=seed + shard_index,
+                      cache=d.cache)
         # Every replica runs the steps its smallest peer's block allows.
         steps = (d.n_train // n_shards) // d.batch_size
         return Pipelines(data.make_pipeline(train_files, training=True, steps=steps, **common),

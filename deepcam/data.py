@@ -113,11 +113,13 @@ def list_files(data_dir: str | Path, split: str, n_samples: int) -> list[str]:
 
 def make_pipeline(files: list[str], sample_shape: list[int], stats: tuple[np.ndarray, np.ndarray],
                   batch_size: int, training: bool, shuffle: bool, prefetch: int, n_parallel_reads: int,
-                  seed: int, steps: int | None = None) -> SplitPipeline:
+                  seed: int, steps: int | None = None, cache: bool = False) -> SplitPipeline:
     """Dataset of (normalised fields [B, H, W, C], labels [B, H, W]).
     Training: shuffled per epoch, repeated, ``steps`` full batches an epoch
-    (every replica runs the same count). Validation: one pass, last batch
-    partial."""
+    (every replica runs the same count). Validation: the same pass repeated,
+    its last batch partial; read ``steps`` batches per evaluation. With
+    ``cache`` the normalised samples stay in memory after the first epoch
+    reads them (and are shuffled sample by sample)."""
     height, width, channels = sample_shape
     minval, maxval = stats
     scale = 1.0 / (maxval - minval)
@@ -130,13 +132,17 @@ def make_pipeline(files: list[str], sample_shape: list[int], stats: tuple[np.nda
         return (fields - minval) * scale, labels
 
     ds = tf.data.Dataset.from_tensor_slices(files)
-    if training and shuffle:
+    if training and shuffle and not cache:
         ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
     ds = ds.map(read, num_parallel_calls=n_parallel_reads, deterministic=True)
+    if cache:
+        ds = ds.cache()
+        if training and shuffle:
+            ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
     if training:
         ds = ds.repeat().batch(batch_size, drop_remainder=True)
         steps = steps if steps is not None else len(files) // batch_size
     else:
-        ds = ds.batch(batch_size)
+        ds = ds.batch(batch_size).repeat()     # one iterator for every evaluation
         steps = -(-len(files) // batch_size)
     return SplitPipeline(ds.prefetch(prefetch), files, steps)

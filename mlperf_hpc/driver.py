@@ -32,6 +32,7 @@ from core.benchmark import SPLITS, Benchmark
 from core.errors import RankError
 from core.mllogging import MLPerfLog
 from core.progress import Progress
+from core.runtime import threads_per_process
 from parallel.instances import StartGate
 from parallel.layouts import SingleProcess, Trainer
 
@@ -234,6 +235,7 @@ def _train(benchmark: Benchmark, config: Any, layout: SingleProcess, log: MLPerf
     log.event(mllogging.NUMBER_OF_RANKS, topology.size)
     log.event(mllogging.ACCELERATORS_PER_NODE, accelerators)
     log.event(mllogging.PARALLEL_LAYOUT, layout.label)
+    log.event(mllogging.THREADS_PER_PROCESS, threads_per_process())
     log.event(keys.SEED, seed)
     log.event(keys.GLOBAL_BATCH_SIZE, global_batch)
     for key, value in benchmark.hyperparameters(config, global_batch, layout.ranks_per_sample).items():
@@ -273,6 +275,7 @@ def _train(benchmark: Benchmark, config: Any, layout: SingleProcess, log: MLPerf
     result = RunResult(log.path, False, 0.0, staging_seconds, global_batch)
     max_epochs = config.data.n_epochs
     train_batches = iter(pipelines.train.dataset)
+    valid_batches = iter(pipelines.valid.dataset)       # one iterator for every evaluation
     learning_rate = None
     for epoch in range(1, max_epochs + 1):
         log.start(keys.EPOCH_START, metadata={"epoch_num": epoch})
@@ -293,7 +296,6 @@ def _train(benchmark: Benchmark, config: Any, layout: SingleProcess, log: MLPerf
         log.start(keys.EVAL_START, metadata={"epoch_num": epoch})
         start = time.monotonic()
         sums = tf.zeros([2])
-        valid_batches = iter(pipelines.valid.dataset)
         for _ in range(pipelines.valid.steps):
             x, y = next_batch(valid_batches)
             sums += trainer.eval_sums(x, y)

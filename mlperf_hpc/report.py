@@ -33,10 +33,25 @@ class ReportRow:
     status: str
     init_s: float
     staging_s: float
+    staging_timed: bool
     train_s: float
     eval_s: float
+    threads: int | None                # per process, where the log records it
     speedup: float = 1.0
     efficiency: float = 1.0
+
+    @property
+    def eval_share(self) -> float:
+        """Evaluation time as a fraction of training time."""
+        return self.eval_s / self.train_s if self.train_s else 0.0
+
+    @property
+    def shape(self) -> str:
+        """processes x threads per process, as the plots label points."""
+        return f"{self.processes}x{self.threads}" if self.threads else f"{self.processes}x?"
+
+
+EVAL_SHARE_WARNING = 0.20        # evaluation above this share of training time is worth a look
 
 
 def collect_rows(paths: list[str | Path]) -> tuple[list[ReportRow], str]:
@@ -54,9 +69,9 @@ def collect_rows(paths: list[str | Path]) -> tuple[list[ReportRow], str]:
             raise HarnessError(f"{log} records no run_start{reason}: it is not a run to report; leave it out")
         ttt = run.time_to_train_s
         rows.append(ReportRow(str(log), run.benchmark, run.layout, max(run.nodes, 1), max(run.processes, 1),
-                              run.global_batch,
-                              run.train_samples_per_s, ttt / 60 if ttt is not None else None, run.epochs,
-                              run.status, run.init_s, run.staging_s, run.train_s, run.eval_s))
+                              run.global_batch, run.train_samples_per_s, ttt / 60 if ttt is not None else None,
+                              run.epochs, run.status, run.init_s, run.staging_s, run.staging_timed, run.train_s,
+                              run.eval_s, run.values.get("threads_per_process")))
     scale = "nodes" if len({r.nodes for r in rows}) > 1 else "processes"
     rows.sort(key=lambda r: (getattr(r, scale), r.layout, r.log))
     base = rows[0]
@@ -88,6 +103,9 @@ def _plots(rows: list[ReportRow], scale: str, out: Path) -> list[Path]:
         for layout in layouts:
             sel = [r for r in rows if r.layout == layout]
             ax.plot([getattr(r, scale) for r in sel], [value(r) for r in sel], "o-", label=layout)
+            for r in sel:          # processes x threads: a point is only fair beside others on the same cores
+                ax.annotate(r.shape, (getattr(r, scale), value(r)), textcoords="offset points", xytext=(4, 4),
+                            fontsize=8)
         ax.plot(xs, [ideal(x) for x in xs], "k--", label="ideal")
         ax.set(xlabel=scale, ylabel=ylabel, title=title, xticks=xs, **axes)
         ax.legend()
@@ -100,32 +118,44 @@ def _plots(rows: list[ReportRow], scale: str, out: Path) -> list[Path]:
                     "Efficiency vs the smallest run", ylim=(0, 120)), "efficiency")
 
     fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(rows)), 4))
-    labels = [f"{r.layout}\n{getattr(r, scale)} {scale[:4]}." for r in rows]
+    labels = [f"{r.layout} {r.shape}\neval {100 * r.eval_share:.0f}% of train" for r in rows]
     bottom = [0.0] * len(rows)
-    other = [max(0.0, (r.time_to_train_min or 0) * 60 - r.staging_s - r.train_s - r.eval_s) for r in rows]
-    for name, values in (("init (untimed)", [r.init_s for r in rows]), ("staging", [r.staging_s for r in rows]),
+    # Untimed staging sits inside init: draw it once, as staging.
+    init = [r.init_s - (0.0 if r.staging_timed else r.staging_s) for r in rows]
+    timed = [(r.time_to_train_min or 0) * 60 for r in rows]
+    other = [max(0.0, t - (r.staging_s if r.staging_timed else 0.0) - r.train_s - r.eval_s)
+             for t, r in zip(timed, rows)]
+    for name, values in (("init (untimed)", init), ("staging", [r.staging_s for r in rows]),
                          ("train", [r.train_s for r in rows]), ("eval", [r.eval_s for r in rows]),
                          ("other", other)):
         ax.bar(labels, values, bottom=bottom, label=name)
         bottom = [b + v for b, v in zip(bottom, values)]
-    ax.set(ylabel="seconds", title="Time-to-train breakdown")
+    ax.set(ylabel="seconds", title="Time-to-train breakdown (eval as a share of training time)")
     ax.legend(fontsize=8)
     save(fig, "breakdown")
     return files
 
 
-COLUMNS = [("layout", "layout"), ("nodes", "nodes"), ("processes", "processes"), ("global_batch", "global batch"),
-           ("samples_per_s", "samples/s"), ("speedup", "speedup"), ("efficiency", "efficiency"),
-           ("time_to_train_min", "time to train [min]"), ("epochs", "epochs"), ("status", "status")]
+COLUMNS = [("layout", "layout"), ("nodes", "nodes"), ("processes", "processes"), ("threads", "threads/process"),
+           ("global_batch", "global batch"), ("samples_per_s", "samples/s"), ("speedup", "speedup"),
+           ("efficiency", "efficiency"), ("time_to_train_min", "time to train [min]"), ("epochs", "epochs"),
+           ("eval_share", "eval/train"), ("status", "status")]
 
 
 def _cell(row: ReportRow, key: str) -> str:
     value = getattr(row, key)
-    if key == "efficiency":
+    if key in ("efficiency", "eval_share"):
         return f"{100 * value:.0f}%"
     if isinstance(value, float):
         return f"{value:.2f}"
     return "-" if value is None else str(value)
+
+
+def eval_warnings(rows: list[ReportRow]) -> list[str]:
+    """One line per run whose evaluation took more than its share."""
+    return [f"Warning: {Path(r.log).name} spent {100 * r.eval_share:.0f}% of its training time evaluating "
+            f"(more than {100 * EVAL_SHARE_WARNING:.0f}%): time to train pays for it; look at the validation input"
+            for r in rows if r.eval_share > EVAL_SHARE_WARNING]
 
 
 PLOTS = ("throughput", "efficiency", "breakdown")
@@ -149,7 +179,8 @@ def write_report(paths: list[str | Path], out: str | Path) -> dict[str, Path]:
              f"{getattr(rows[0], scale)} {scale}); samples/s come from epoch timings (eval and staging excluded).",
              "", header, "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(_cell(r, key) for key, _ in COLUMNS) + " |" for r in rows]
-    lines += [""] + [f"![{p.stem}]({p.name})" for p in pngs]
+    warnings = eval_warnings(rows)
+    lines += [""] + warnings + ([""] if warnings else []) + [f"![{p.stem}]({p.name})" for p in pngs]
     (out / "report.md").write_text("\n".join(lines) + "\n")
 
     table = "".join("<tr>" + "".join(f"<td>{html.escape(_cell(r, k))}</td>" for k, _ in COLUMNS) + "</tr>"
@@ -163,6 +194,7 @@ def write_report(paths: list[str | Path], out: str | Path) -> dict[str, Path]:
         f"</head><body><h1>Throughput scaling report ({html.escape(rows[0].benchmark)})</h1>"
         f"<p>{html.escape(lines[2])}</p><table><tr>"
         + "".join(f"<th>{html.escape(t)}</th>" for _, t in COLUMNS)
-        + f"</tr>{table}</table>{images}</body></html>")
+        + f"</tr>{table}</table>" + "".join(f"<p><b>{html.escape(w)}</b></p>" for w in warnings)
+        + f"{images}</body></html>")
     return {"csv": out / "report.csv", "markdown": out / "report.md", "html": out / "report.html",
             **{p.stem: p for p in pngs}}

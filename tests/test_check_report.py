@@ -1,5 +1,6 @@
 """Whole-set compliance checks, scores and the scaling report, on the real
-logs of the harness's own 1-rank and 2-rank mini runs and doctored copies."""
+logs of the harness's own 1-rank and 2-rank mini runs (slow: they train) and
+doctored copies, and on small hand-made logs."""
 import csv
 import json
 import shutil
@@ -9,8 +10,6 @@ import pytest
 from mlperf_hpc.compliance import check_path
 from core.runlog import read_run_log
 from tests.conftest import cli, doctor
-
-pytestmark = [pytest.mark.slow, pytest.mark.mpi]
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -27,6 +26,8 @@ def _rows(result):
     return [ln for ln in result.stdout.splitlines() if ln.startswith(("PASS", "FAIL"))]
 
 
+@pytest.mark.slow
+@pytest.mark.mpi
 def test_clean_runs_pass_and_are_scored(real_logs, tmp_path):
     runs = tmp_path / "runs"
     runs.mkdir()
@@ -41,6 +42,8 @@ def test_clean_runs_pass_and_are_scored(real_logs, tmp_path):
     assert score.runs == 3 and score.time_to_train_min == pytest.approx(ttt)  # olympic mean of equal runs
 
 
+@pytest.mark.slow
+@pytest.mark.mpi
 def test_each_doctored_failure_is_named(real_logs, tmp_path):
     runs = tmp_path / "runs"
     runs.mkdir()
@@ -61,6 +64,8 @@ def test_each_doctored_failure_is_named(real_logs, tmp_path):
     assert "eval_error" in never and "status is 'aborted'" in never
 
 
+@pytest.mark.slow
+@pytest.mark.mpi
 def test_submission_tree_needs_ten_cosmoflow_runs(real_logs, tmp_path):
     bench = tmp_path / "org" / "results" / "local-cpu" / "strong" / "cosmoflow"
     bench.mkdir(parents=True)
@@ -72,6 +77,8 @@ def test_submission_tree_needs_ten_cosmoflow_runs(real_logs, tmp_path):
     assert report.package and not report.package[0][1]  # the official package checker ran, and failed
 
 
+@pytest.mark.slow
+@pytest.mark.mpi
 def test_weak_scaling_score(real_logs, tmp_path):
     weak = tmp_path / "org" / "results" / "sys" / "weak" / "cosmoflow"
     weak.mkdir(parents=True)
@@ -84,6 +91,8 @@ def test_weak_scaling_score(real_logs, tmp_path):
     assert score.time_to_train_all_min == pytest.approx(expected)
 
 
+@pytest.mark.slow
+@pytest.mark.mpi
 def test_report_numbers_match_the_log_timestamps(real_logs, tmp_path):
     out = tmp_path / "report"
     result = cli("report", *map(str, real_logs), "--out", str(out))
@@ -105,9 +114,47 @@ def test_report_numbers_match_the_log_timestamps(real_logs, tmp_path):
         assert png.startswith(PNG_MAGIC) and len(png) > 5000
     page = (out / "report.html").read_text()
     assert page.count("data:image/png;base64,") == 3 and "<td>data</td>" in page
-    assert "| single | 1 | 1 | 16 |" in (out / "report.md").read_text()
+    assert "| single | 1 | 1 | 2 | 16 |" in (out / "report.md").read_text()      # 2 threads, global batch 16
+    assert [r["threads"] for r in rows] == ["2", "1"]
 
 
 def test_report_refuses_an_empty_directory(tmp_path):
     result = cli("report", str(tmp_path), "--out", str(tmp_path / "r"))
     assert result.returncode == 2 and "no MLPerf logs found" in result.stderr
+
+
+def _log_with(path, epochs, train_s, eval_s, threads=2):
+    """A minimal log: epochs of the given training and evaluation seconds."""
+    t, records = 1_700_000_000_000, []
+
+    def add(key, metadata=None, value=None):
+        records.append({"namespace": "", "time_ms": t, "event_type": "POINT_IN_TIME", "key": key, "value": value,
+                        "metadata": metadata or {}})
+
+    add("submission_benchmark", value="cosmoflow")
+    add("threads_per_process", value=threads)
+    add("number_of_ranks", value=1)
+    add("train_samples", value=64)
+    add("run_start")
+    for epoch in range(1, epochs + 1):
+        add("epoch_start", {"epoch_num": epoch})
+        t += int(train_s * 1000)
+        add("epoch_stop", {"epoch_num": epoch})
+        add("eval_start", {"epoch_num": epoch})
+        t += int(eval_s * 1000)
+        add("eval_stop", {"epoch_num": epoch})
+    add("run_stop", {"status": "success"})
+    path.write_text("".join(":::MLLOG " + json.dumps(r) + "\n" for r in records))
+    return path
+
+
+def test_report_shows_the_eval_share_and_warns_above_a_fifth(tmp_path):
+    fair = _log_with(tmp_path / "fair.log", 3, train_s=10, eval_s=1)
+    slow = _log_with(tmp_path / "slow.log", 3, train_s=10, eval_s=4)
+    result = cli("report", str(fair), str(slow), "--out", str(tmp_path / "r"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    text = (tmp_path / "r" / "report.md").read_text()
+    assert "| 10% |" in text and "| 40% |" in text
+    warnings = [ln for ln in text.splitlines() if ln.startswith("Warning:")]
+    assert len(warnings) == 1 and "slow.log spent 40% of its training time evaluating" in warnings[0]
+    assert "slow.log spent 40%" in (tmp_path / "r" / "report.html").read_text()

@@ -38,11 +38,30 @@ def test_round_trip_through_the_pipeline(tmp_path, fmt):
             data.write_hdf5(path, volumes[2 * i:2 * i + 2], targets[2 * i:2 * i + 2])
         paths.append(str(path))
     pipe = _pipeline(paths, fmt)
-    xs, ys = zip(*[(x.numpy(), y.numpy()) for x, y in pipe.dataset])
+    xs, ys = zip(*[(x.numpy(), y.numpy()) for x, y in pipe.dataset.take(pipe.steps)])
     x, y = np.concatenate(xs), np.concatenate(ys)
     assert pipe.steps == 2
     np.testing.assert_allclose(x, np.log1p(volumes.astype(np.float32)), rtol=1e-6)
     np.testing.assert_array_equal(y, targets)
+
+
+def test_a_cached_training_pipeline_reshuffles_the_same_samples_every_epoch(tiny_data):
+    files = data.list_files(tiny_data, "train", "tfrecord", 64, 1)[:16]
+    pipe = _pipeline(files, "tfrecord", batch_size=16, training=True, shuffle=True, samples_per_file=1, cache=True)
+    batches = iter(pipe.dataset)
+    epochs = [next(batches)[1].numpy() for _ in range(3)]
+    assert all(sorted(map(tuple, e)) == sorted(map(tuple, epochs[0])) for e in epochs)
+    assert not np.array_equal(epochs[0], epochs[1]) and not np.array_equal(epochs[1], epochs[2])
+
+
+def test_validation_passes_repeat_from_one_iterator_with_a_partial_last_batch(tiny_data):
+    files = data.list_files(tiny_data, "validation", "tfrecord", 5, 1)
+    pipe = _pipeline(files, "tfrecord", samples_per_file=1)
+    batches = iter(pipe.dataset)                      # the driver makes one, for every evaluation
+    passes = [[next(batches)[1].numpy() for _ in range(pipe.steps)] for _ in range(2)]
+    assert pipe.steps == 3 and [len(b) for b in passes[0]] == [2, 2, 1]
+    for first, second in zip(*passes):
+        np.testing.assert_array_equal(first, second)
 
 
 def test_tfrecord_is_gzip_with_reference_features(tmp_path):

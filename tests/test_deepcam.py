@@ -39,7 +39,7 @@ def test_reader_round_trip_normalises_with_stats_h5(tmp_path):
     stats = data.read_stats(tmp_path, 3)
     pipeline = data.make_pipeline(files, [32, 48, 3], stats, batch_size=2, training=False, shuffle=False,
                                   prefetch=1, n_parallel_reads=2, seed=0)
-    fields, labels = zip(*[(x.numpy(), y.numpy()) for x, y in pipeline.dataset])
+    fields, labels = zip(*[(x.numpy(), y.numpy()) for x, y in pipeline.dataset.take(pipeline.steps)])
     fields, labels = np.concatenate(fields), np.concatenate(labels)
     for i, path in enumerate(files):
         with h5py.File(path) as f:

@@ -35,7 +35,7 @@ def test_a_plugin_needs_no_edit_outside_its_folder(tmp_path):
     assert len(verdicts) == 1 and "toy strong needs 3 runs, found 1" in verdicts[0]["reason"]
     report = cli("report", str(log), "--out", str(tmp_path / "report"), env=TOY)
     assert report.returncode == 0, report.stderr[-2000:]
-    assert "| single | 1 | 1 | 8 |" in (tmp_path / "report" / "report.md").read_text()
+    assert "| single | 1 | 1 | 2 | 8 |" in (tmp_path / "report" / "report.md").read_text()
 
 
 def test_an_unregistered_benchmark_is_one_error_line():

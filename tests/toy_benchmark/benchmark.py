@@ -66,6 +66,6 @@ class Toy(Benchmark):
             if training:
                 return SplitPipeline(ds.shuffle(len(files), seed).repeat().batch(batch, True), files,
                                      len(files) // batch)
-            return SplitPipeline(ds.batch(batch), files, -(-len(files) // batch))
+            return SplitPipeline(ds.batch(batch).repeat(), files, -(-len(files) // batch))
 
         return Pipelines(split("train", True), split("validation", False), config.data.n_train, config.data.n_valid)
