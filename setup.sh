@@ -164,7 +164,8 @@ else
         say "Horovod: the cached wheel was built for another MPI or device; rebuilding from source"
         run env "${HOROVOD_ENV[@]}" "${PIP[@]}" --no-build-isolation --force-reinstall --no-deps --no-cache-dir \
             horovod==0.28.1
-        horovod_ready || fail "Horovod does not load $(mpi_library) after a fresh build: check the MPI module"
+        horovod_ready || fail "Horovod does not work after a fresh build against $(mpi_library):" \
+            "$("$VPY" -c 'import horovod.tensorflow' 2>&1 | tail -1)"
     fi
 fi
 run "${PIP[@]}" --no-deps -e .
