@@ -73,7 +73,7 @@ class CosmoFlowConfig(base.BenchmarkConfig):
 
     def check_run(self, split: tuple[int, int], data_groups: int, name: base.KeyNamer = str) -> None:
         d = self.data
-        check_pooling(d.sample_shape[:3], self.model.n_conv_layers, [split[0], split[1], 1])
+        check_split(d.sample_shape[:2], split)
         global_batch = d.batch_size * data_groups
         if d.n_train % global_batch or d.n_train % (data_groups * d.samples_per_file):
             raise HarnessError(f"{name('data.n_train')}={d.n_train} is not divisible by the global batch "
@@ -82,22 +82,21 @@ class CosmoFlowConfig(base.BenchmarkConfig):
                                f"change one of them")
 
 
-def check_pooling(spatial: list[int], n_conv_layers: int, split: list[int] | None = None) -> None:
-    """Refuse shapes some layer cannot take: every conv layer's input must
-    halve by pooling, and when the volume is split across processes each
-    process's block must too (pooling stays inside a block)."""
-    split = split or [1] * len(spatial)
+def check_pooling(spatial: list[int], n_conv_layers: int) -> None:
+    """Refuse volumes some layer cannot take: every conv layer's input must halve by pooling."""
     for layer in range(n_conv_layers):
         sizes = [s // 2 ** layer for s in spatial]
-        for axis, (size, parts) in enumerate(zip(sizes, split)):
-            if size % parts == 0 and (size // parts) % 2 == 0:
-                continue
-            where = f"conv layer {layer + 1} sees a {'x'.join(map(str, sizes))} volume"
-            if parts == 1:
-                problem = f"axis {axis} size {size} is not divisible by 2"
-            elif size % parts:
-                problem = f"the split {parts} does not divide axis {axis} size {size}"
-            else:
-                problem = f"the split {parts} leaves blocks of {size // parts} on axis {axis}, which pooling cannot halve"
-            raise HarnessError(f"{where}; {problem}: use a volume side divisible by "
-                               f"{2 ** n_conv_layers * max(split)}, a smaller split or fewer conv layers")
+        for axis, size in enumerate(sizes):
+            if size % 2:
+                raise HarnessError(f"conv layer {layer + 1} sees a {'x'.join(map(str, sizes))} volume; axis {axis} "
+                                   f"size {size} is not divisible by 2: use a volume side divisible by "
+                                   f"{2 ** n_conv_layers} or fewer conv layers")
+
+
+def check_split(spatial: list[int], split: tuple[int, int]) -> None:
+    """A depth x height split must cut the volume into equal blocks. (Blocks
+    too thin to pool are gathered by the mesh model, so nothing else limits it.)"""
+    for axis, size, parts in (("depth", spatial[0], split[0]), ("height", spatial[1], split[1])):
+        if size % parts:
+            raise HarnessError(f"the split {parts} does not divide the volume's {axis} {size}: choose a split "
+                               f"that divides {'x'.join(map(str, spatial))}")

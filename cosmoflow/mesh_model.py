@@ -4,12 +4,15 @@ The same network as ``cosmoflow.model`` (and initialised from it, so the two
 agree weight for weight), written on tensors shaped
 ``[batch, d_blocks, h_blocks, d, h, w, channels]``: the block dimensions are
 laid out on the spatial mesh axes, so each process holds one block of every
-activation. Convolutions exchange one-plane halos with the neighbouring
-blocks (``conv3d_with_blocks``); max pooling stays inside a block (the split
-must divide every pooled size, which ``check_pooling`` enforces) and uses
-TensorFlow's own pooling gradient; the first
-dense layer contracts over the blocks, so its kernel is split like the
-activations and the partial products are summed across the spatial group.
+activation. Each convolution is one block operation: a point-to-point halo
+exchange (``parallel.blocks.exchange_halos``), the convolution, its bias and
+activation. Max pooling stays inside a block; when a block has become too
+thin to pool (an odd number of planes, e.g. the fifth pooling of a 32^3
+volume split in two), its axis is gathered first and the rest of the network
+runs replicated along it, so any split that divides the volume runs the
+default model. The first dense layer contracts over the blocks, so its kernel
+is split like the activations and the partial products are summed across the
+spatial group.
 """
 from __future__ import annotations
 
@@ -19,11 +22,12 @@ from typing import Any
 import numpy as np
 import tensorflow.compat.v1 as tf
 
-from cosmoflow.config import check_pooling
+from cosmoflow.config import check_split
 from cosmoflow.model import LEAKY_ALPHA
 from core.errors import HarnessError
+from parallel.blocks import BlockContext, exchange_halos, gather_axis
 from parallel.mtf_compat import mesh_tensorflow
-from parallel.spmd_mesh import fed_initializer
+from parallel.spmd_mesh import block_operation, elementwise, fed_initializer
 
 mtf = mesh_tensorflow()
 
@@ -48,13 +52,13 @@ class CosmoFlowMesh:
     momentum: float = 0.9
     target_size: int = 4
 
-    layout_rules = f"{BATCH}:b;{D_BLOCKS}:sd;{H_BLOCKS}:sh"
+    layout_rules = f"{BATCH}:b;{D_BLOCKS}:s0;{H_BLOCKS}:s1"
 
     def __post_init__(self) -> None:
         if self.kernel_size % 2 == 0:
             raise HarnessError(f"model.kernel_size={self.kernel_size}: spatial layouts need an odd kernel "
                                f"(halos of kernel//2 planes on both sides); use kernel_size 3 or --layout data")
-        check_pooling(list(self.sample_shape[:3]), self.n_conv_layers, [self.split[0], self.split[1], 1])
+        check_split(list(self.sample_shape[:2]), self.split)
 
     # --- shapes -------------------------------------------------------------
 
@@ -84,25 +88,19 @@ class CosmoFlowMesh:
         variables are created on the first call (from ``keras_weights``, see
         ``parallel.mesh.named_weights``) and shared by later calls."""
         weights = iter(value for _, value in keras_weights)
-        batch_dim, d_blocks, h_blocks = x.shape.dims[:3]
         for i in range(self.n_conv_layers):
-            kernel, bias = next(weights), next(weights)
-            channels = mtf.Dimension(f"c{i + 1}", kernel.shape[-1])
-            x = mtf.layers.conv3d_with_blocks(
-                x, channels, filter_size=[self.kernel_size] * 3, d_blocks_dim=d_blocks, h_blocks_dim=h_blocks,
-                filter_initializer=fed_initializer(kernel), name=f"conv{i + 1}")
-            x += mtf.get_variable(x.mesh, f"conv{i + 1}/bias", [channels], initializer=fed_initializer(bias))
-            x = mtf.leaky_relu(x, LEAKY_ALPHA)
-            x = max_pool_2x(x, name=f"pool{i + 1}")
+            x = self._conv(x, next(weights), next(weights), f"conv{i + 1}")
+            x = max_pool_2x(gather_unpoolable(x), name=f"pool{i + 1}")
 
         # Keras flattens (D, H, W, C) in row-major order; the same kernel,
         # cut into blocks, contracts the blocked activations.
         kernel, bias = next(weights), next(weights)
+        d_blocks, h_blocks = x.shape.dims[1:3]
         d, h, w, c = (dim.size for dim in x.shape.dims[-4:])
         blocked = kernel.reshape(d_blocks.size, d, h_blocks.size, h, w, c, -1).transpose(0, 2, 1, 3, 4, 5, 6)
         x = self._dense(x, blocked, bias, "fc1", "fc1")
         for name, out in (("fc2", "fc2"), ("output", TARGET)):
-            x = mtf.leaky_relu(x, LEAKY_ALPHA)
+            x = leaky_relu(x, f"{name}_activation")
             if training and self.dropout > 0:
                 x = mtf.dropout(x, is_training=True, rate=self.dropout)
             x = self._dense(x, next(weights), next(weights), name, out)
@@ -115,6 +113,31 @@ class CosmoFlowMesh:
         w = mtf.get_variable(x.mesh, f"{name}/kernel", shape, initializer=fed_initializer(kernel))
         b = mtf.get_variable(x.mesh, f"{name}/bias", [out], initializer=fed_initializer(bias))
         return mtf.einsum([x, w], output_shape=[x.shape.dims[0], out]) + b
+
+    def _conv(self, x: Any, kernel: np.ndarray, bias: np.ndarray, name: str) -> Any:
+        """A SAME 3D convolution with its bias, then leaky ReLU, on blocks:
+        [batch, d_blocks, h_blocks, d, h, w, c] -> [.., c']."""
+        channels = mtf.Dimension(f"c{name[4:]}", kernel.shape[-1])
+        k = mtf.get_variable(x.mesh, f"{name}/kernel", [mtf.Dimension(f"{name}_k{i}", n) for i, n in
+                                                          enumerate(kernel.shape[:-1])] + [channels],
+                             initializer=fed_initializer(kernel))
+        b = mtf.get_variable(x.mesh, f"{name}/bias", [channels], initializer=fed_initializer(bias))
+        halo = self.kernel_size // 2
+
+        def fn(context: BlockContext, block: tf.Tensor, kernel: tf.Tensor, bias: tf.Tensor) -> tf.Tensor:
+            extended = exchange_halos(context, block, halo)                      # d, h from the neighbours
+            extended = tf.pad(extended, [[0, 0]] * 5 + [[halo, halo], [0, 0]])  # w is never split
+            volumes = tf.reshape(extended, [-1] + extended.shape.as_list()[3:])
+            y = tf.nn.bias_add(tf.nn.conv3d(volumes, kernel, [1] * 5, "VALID"), bias)
+            return tf.reshape(y, block.shape.as_list()[:-1] + [y.shape[-1]])
+
+        dims = x.shape.dims
+        # The activation is a separate op: inside, TensorFlow's remapper fuses
+        # conv, bias and leaky ReLU and then fails on the gradient's use of
+        # the pre-activation, dropping every fusion of the graph.
+        y = block_operation(fn, [x, k, b], mtf.Shape(dims[:-1] + [channels]), [d.name for d in dims[1:3]],
+                            [d.name for d in dims[3:5]], name)
+        return leaky_relu(y, f"{name}_activation")
 
     def state_updates(self) -> list:
         """Assignments besides the optimizer's each training step: none."""
@@ -144,6 +167,32 @@ class CosmoFlowMesh:
     def sample_errors(self, targets: Any, predictions: Any) -> tuple[Any, int]:
         """Per-sample sum of absolute errors [batch], and how many values each sums."""
         return mtf.reduce_sum(mtf.abs(predictions - targets), reduced_dim=targets.shape.dims[-1]), self.target_size
+
+
+def leaky_relu(x: Any, name: str) -> Any:
+    return elementwise(lambda t: tf.nn.leaky_relu(t, LEAKY_ALPHA), x, name)
+
+
+def gather_unpoolable(x: Any) -> Any:
+    """``x`` [batch, d_blocks, h_blocks, d, h, w, c] with every split axis
+    whose blocks have an odd number of planes gathered: that axis's blocks
+    dimension becomes ``<name>_whole`` of size 1 (not laid out, so the
+    network goes on replicated along it) and its planes the whole side."""
+    for axis in (0, 1):
+        dims = x.shape.dims
+        blocks, planes = dims[1 + axis], dims[3 + axis]
+        if blocks.size == 1 or planes.size % 2 == 0:
+            continue
+        out = list(dims)
+        out[1 + axis] = mtf.Dimension(f"{planes.name}_whole", 1)
+        out[3 + axis] = mtf.Dimension(planes.name, planes.size * blocks.size)
+
+        def gather(context: BlockContext, block: tf.Tensor, axis: int = axis) -> tf.Tensor:
+            return gather_axis(context, block, context.axes[axis])
+
+        x = block_operation(gather, [x], mtf.Shape(out), [d.name for d in dims[1:3]], [d.name for d in dims[3:5]],
+                            f"gather_{planes.name}")
+    return x
 
 
 def max_pool_2x(x: Any, name: str) -> Any:

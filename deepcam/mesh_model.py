@@ -5,8 +5,9 @@ weight), on tensors shaped ``[groups, batch, h_blocks, w_blocks, h, w, c]``:
 ``groups`` (the data-parallel groups) and the block dimensions are laid out
 on the mesh, ``batch`` is each group's local batch. Every convolution first
 takes halos of ``dilation * (kernel // 2)`` rows and columns from the
-neighbouring blocks (several blocks away when the halo is wider than a
-block, as for the ASPP's atrous rates), then runs unpadded on its block; the
+neighbouring blocks in one point-to-point exchange (several blocks away when
+the halo is wider than a block, as for the ASPP's atrous rates), then runs
+unpadded on its block; the
 transposed convolutions take a one-pixel halo. Batch norm statistics are sums
 over the blocks of a group, so they equal the unsplit model's per replica;
 the ASPP's image pooling averages over all blocks. Kernels are replicated:
@@ -24,8 +25,9 @@ from deepcam import model as keras_model
 from deepcam.config import DeepCAMConfig, check_shape
 from deepcam.objective import N_CLASSES, weighted_cross_entropy
 from deepcam.optimizers import TensorOps, adam_family_update
+from parallel.blocks import exchange_halos
 from parallel.mtf_compat import mesh_tensorflow
-from parallel.spmd_mesh import fed_initializer, slicewise_with_weights
+from parallel.spmd_mesh import block_operation, elementwise, fed_initializer, slicewise_with_weights
 
 mtf = mesh_tensorflow()
 
@@ -44,7 +46,7 @@ def _blocked(t: tf.Tensor) -> tf.Tensor:
 class DeepCAMMesh:
     """The DeepLabV3+ model of ``config`` on a ``split`` = (height blocks, width blocks)."""
 
-    layout_rules = f"{GROUPS}:b;{H_BLOCKS}:sd;{W_BLOCKS}:sh"
+    layout_rules = f"{GROUPS}:b;{H_BLOCKS}:s0;{W_BLOCKS}:s1"
 
     def __init__(self, config: DeepCAMConfig, split: tuple[int, int]):
         self.config = config
@@ -83,16 +85,19 @@ class DeepCAMMesh:
         return mtf.get_variable(mesh, name, dims, initializer=fed_initializer(value), trainable=trainable)
 
     def _halo(self, x: Any, halo: int) -> Any:
+        """``x`` with ``halo`` rows and columns of the neighbouring blocks
+        (zeros beyond the field) on each side: one point-to-point exchange."""
         if halo == 0:
             return x
-        dims = {d.name: d for d in x.shape.dims}
-        x = mtf.halo_exchange(x, dims[H_BLOCKS], dims[H], halo)
-        return mtf.halo_exchange(x, dims[W_BLOCKS], dims[W], halo)
+        return block_operation(lambda context, block: exchange_halos(context, block, halo), [x],
+                               self._out_shape(x, 1, x.shape.dims[-1].size, pad=2 * halo), [H_BLOCKS, W_BLOCKS],
+                               [H, W], "halo")
 
-    def _out_shape(self, x: Any, scale: float, channels: int) -> Any:
+    def _out_shape(self, x: Any, scale: float, channels: int, pad: int = 0) -> Any:
         dims = x.shape.dims
-        return mtf.Shape(dims[:4] + [mtf.Dimension(H, int(dims[4].size * scale)),
-                                     mtf.Dimension(W, int(dims[5].size * scale)), mtf.Dimension(CHANNELS, channels)])
+        return mtf.Shape(dims[:4] + [mtf.Dimension(H, int(dims[4].size * scale) + pad),
+                                     mtf.Dimension(W, int(dims[5].size * scale) + pad),
+                                     mtf.Dimension(CHANNELS, channels)])
 
     def conv(self, x: Any, name: str, stride: int = 1, dilation: int = 1) -> Any:
         """A convolution, with a bias where the Keras layer has one."""
@@ -179,12 +184,12 @@ class DeepCAMMesh:
         h = x
         for i in range(reps):
             if i > 0:
-                h = mtf.relu(h)
+                h = relu(h)
             h = self.batch_norm(self.separable(h, f"{name}_sep{i + 1}", dilation=dilation), f"{name}_sep{i + 1}_bn")
         if stride != 1 or is_last:
             h = self.separable(h, f"{name}_sep{reps + 1}", stride=stride)
         h = h + skip
-        return mtf.relu(h) if end_with_relu else h
+        return relu(h) if end_with_relu else h
 
     # --- network ------------------------------------------------------------
 
@@ -196,7 +201,6 @@ class DeepCAMMesh:
         self._keras_names = [name for name, _ in keras_weights]
         self.training = training
         m = self.config.model
-        relu = mtf.relu
         x = relu(self.batch_norm(self.conv(x, "entry_conv1", stride=2), "entry_bn1"))
         x = relu(self.batch_norm(self.conv(x, "entry_conv2"), "entry_bn2"))
         x = relu(self.xception_block(x, 2, stride=2, end_with_relu=False, name="entry_block1"))
@@ -291,6 +295,10 @@ class DeepCAMMesh:
     def optimizer(self, learning_rate: Any) -> "MeshAdamFamily":
         o = self.config.optimizer
         return MeshAdamFamily(o.name, learning_rate, tuple(o.betas), o.eps, o.weight_decay, o.max_grad_norm)
+
+
+def relu(x: Any) -> Any:
+    return elementwise(tf.nn.relu, x, "relu")
 
 
 def _scalar_op(fn, *xs):

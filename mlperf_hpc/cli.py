@@ -16,10 +16,12 @@ from typing import Any
 from core.benchmark import benchmark_names, get_facts
 from core.config import Valid
 from core.errors import HarnessError, RankError
-from core.runtime import launcher_rank
+from core.runtime import launcher_rank, launcher_size
 from mlperf_hpc.arguments import Parser, int_in
 from mlperf_hpc.launch_cli import add_launch_commands
 from parallel.topology import LAYOUTS
+
+SILENT_RANK_GRACE_SECONDS = 2.0
 
 EXIT_TARGET_MISSED = 3  # training finished its epochs without reaching the target
 # The config keys training flags set, and the flag each comes from.
@@ -344,6 +346,10 @@ def main(argv: list[str] | None = None) -> int:
         # Under mpirun every rank checks the same arguments: one says so.
         if isinstance(err, RankError) or launcher_rank() == 0:
             print(f"mlperf-hpc: error: {err}", file=sys.stderr)
+        elif launcher_size() > 1:
+            # Once any rank exits non-zero mpirun kills the rest: the silent
+            # ranks wait, so that rank 0 prints its line and exits first.
+            time.sleep(SILENT_RANK_GRACE_SECONDS)
         return 2
     except KeyboardInterrupt:
         print("mlperf-hpc: interrupted", file=sys.stderr)

@@ -1,10 +1,11 @@
 """Spatial and hybrid layouts: each sample split across processes (Mesh TF).
 
-The job is one Mesh TensorFlow mesh of shape ``b:G; sd:D; sh:H`` over its
-G·D·H ranks: G data-parallel groups, each splitting every sample into D depth
-x H height blocks (``spatial`` is the one-group case). The benchmark's Mesh TF
-model lays its batch dimension on ``b`` and its block dimensions on ``sd`` and
-``sh``; ``HorovodMeshImpl`` lowers each rank's slice and runs the halo
+The job is one Mesh TensorFlow mesh of shape ``b:G; s0:A; s1:B`` over its
+G·A·B ranks: G data-parallel groups, each splitting every sample into A x B
+blocks along the model's two split dimensions (CosmoFlow's depth and height,
+DeepCAM's height and width; ``spatial`` is the one-group case). The
+benchmark's Mesh TF model (a ``MeshModel``) lays its batch or group dimension
+on ``b`` and its block dimensions on ``s0`` and ``s1``; ``HorovodMeshImpl`` lowers each rank's slice and runs the halo
 exchanges, block reductions and the gradient sums across groups as Horovod
 collectives in the matching process sets. Every rank of a group reads the
 group's share of the data and keeps its own block.
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import tensorflow as tf
@@ -25,9 +26,9 @@ import tensorflow as tf
 from core.benchmark import Benchmark
 from parallel.layouts import DataParallel
 from parallel.topology import data_groups
-from parallel.spmd_mesh import HorovodMeshImpl, initial_feed, mtf, required_process_sets
+from parallel.spmd_mesh import INITIAL_VALUES, HorovodMeshImpl, initial_feed, mtf, required_process_sets
 
-BATCH_AXIS, DEPTH_AXIS, HEIGHT_AXIS = "b", "sd", "sh"
+BATCH_AXIS, SPLIT_AXES = "b", ("s0", "s1")
 
 
 def world_size() -> int:
@@ -41,7 +42,38 @@ def world_size() -> int:
 def mesh_shape(layout_name: str, split: tuple[int, int], processes: int) -> Any:
     """The mesh for ``processes`` ranks, or a one-line refusal."""
     groups = data_groups(layout_name, split, processes)
-    return mtf.convert_to_shape(f"{BATCH_AXIS}:{groups};{DEPTH_AXIS}:{split[0]};{HEIGHT_AXIS}:{split[1]}")
+    return mtf.convert_to_shape(f"{BATCH_AXIS}:{groups};{SPLIT_AXES[0]}:{split[0]};{SPLIT_AXES[1]}:{split[1]}")
+
+
+class MeshModel(Protocol):
+    """What a benchmark's Mesh TF model provides (``Benchmark.mesh_model``);
+    ``cosmoflow.mesh_model`` and ``deepcam.mesh_model`` implement it."""
+
+    layout_rules: str     # tensor dimension -> mesh axis: the batch/groups on b, blocks on s0 and s1
+
+    def input_shapes(self, groups: int, local_batch: int) -> tuple[Any, Any]:
+        """Mesh TF shapes of a global batch of inputs and of its labels."""
+
+    def block(self, x: np.ndarray, y: np.ndarray, block0: int, block1: int) -> tuple[np.ndarray, np.ndarray]:
+        """This process's slice of a group's batch, shaped as its slice of ``input_shapes``."""
+
+    def forward(self, x: Any, keras_weights: list[tuple[str, np.ndarray]], training: bool) -> Any:
+        """The network's output; creates its variables from the Keras weights on the first call."""
+
+    def loss(self, labels: Any, outputs: Any) -> Any:
+        """The scalar training loss over the global batch."""
+
+    def sample_errors(self, labels: Any, outputs: Any) -> tuple[Any, int]:
+        """Per-sample metric sums and how many values each sums."""
+
+    def optimizer(self, learning_rate: Any) -> Any:
+        """A Mesh TF optimizer (``apply_grads``) equal to the Keras one."""
+
+    def state_updates(self) -> list:
+        """Assignments besides the optimizer's each step (batch-norm moving statistics)."""
+
+    def keras_weights(self, variables: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """Variable values by name, in Keras ``get_weights`` order and shapes."""
 
 
 class MeshParallel(DataParallel):
@@ -54,9 +86,14 @@ class MeshParallel(DataParallel):
         # A mesh model issues a distinct collective per halo and block sum
         # (thousands for DeepCAM); Horovod's response cache holds 1,024 by default.
         os.environ.setdefault("HOROVOD_CACHE_CAPACITY", "16384")
+        # They come one after another along the forward and backward pass,
+        # each waiting for Horovod's next negotiation cycle: at the default
+        # 1 ms (5 ms in some builds) DeepCAM mini 2x1 ran 8.9 samples/s, at
+        # 0.1 ms 25 (Keras on the same 2 cores: 35-43).
+        os.environ.setdefault("HOROVOD_CYCLE_TIME", "0.1")
         super().__init__(process_sets=required_process_sets(self.mesh_shape))
-        self.group, self.depth_block, self.height_block = mtf.pnum_to_processor_coordinates(
-            self.mesh_shape, self.topology.rank)
+        self.group, *block = mtf.pnum_to_processor_coordinates(self.mesh_shape, self.topology.rank)
+        self.block_coordinates: tuple[int, int] = tuple(block)      # this rank's block of each sample
 
     @property
     def label(self) -> str:
@@ -76,7 +113,7 @@ class MeshParallel(DataParallel):
 
     def mesh_impl(self, layout_rules: str) -> HorovodMeshImpl:
         """The mesh for a model whose tensor dimensions ``layout_rules`` maps
-        to the axes b (groups), sd and sh (first and second split axis)."""
+        to the axes b (groups), s0 and s1 (first and second split axis)."""
         return HorovodMeshImpl(self.mesh_shape, mtf.convert_to_layout_rules(layout_rules), self.hvd,
                                self.process_sets)
 
@@ -85,7 +122,7 @@ class MeshParallel(DataParallel):
 
     def allreduce_sum(self, value: tf.Tensor) -> tf.Tensor:
         # Every rank of a group holds the group's metric sums; count them once.
-        first_of_group = self.depth_block == 0 and self.height_block == 0
+        first_of_group = self.block_coordinates == (0, 0)
         return super().allreduce_sum(value if first_of_group else tf.zeros_like(value))
 
 
@@ -100,12 +137,15 @@ class MeshTrainer:
 
     def __init__(self, benchmark: Benchmark, config: Any, layout: MeshParallel, seed: int):
         self.layout = layout
-        self.model = benchmark.mesh_model(config, layout.split)
+        self.benchmark, self.config = benchmark, config
+        self.model: MeshModel = benchmark.mesh_model(config, layout.split)
         # Start from the Keras model's initialisation (rank 0's everywhere),
-        # so both layouts begin from the same distribution of weights.
-        self.keras_model = benchmark.build_model(config)
-        layout.broadcast_variables(self.keras_model.variables)
-        initial = named_weights(self.keras_model)
+        # so both layouts begin from the same distribution of weights. The
+        # Keras model is not kept: only the slices are.
+        keras_model = benchmark.build_model(config)
+        layout.broadcast_variables(keras_model.variables)
+        initial = named_weights(keras_model)
+        del keras_model
         self.learning_rate = 0.0
         self.local_batch = config.data.batch_size
 
@@ -143,10 +183,11 @@ class MeshTrainer:
         self.session = tf.compat.v1.Session(graph=self.graph)
         self.session.run(initialise, initial_feed(self.graph))
         self.session.run(copy_in)
+        # The initial values were fed once; the graph need not keep them.
+        self.graph.clear_collection(INITIAL_VALUES)
 
     def _feed(self, x: tf.Tensor | np.ndarray, y: tf.Tensor | np.ndarray) -> dict:
-        x_block, y_block = self.model.block(np.asarray(x), np.asarray(y), self.layout.depth_block,
-                                            self.layout.height_block)
+        x_block, y_block = self.model.block(np.asarray(x), np.asarray(y), *self.layout.block_coordinates)
         return {self.x: x_block, self.y: y_block, self.lr: self.learning_rate}
 
     def set_learning_rate(self, value: float) -> None:
@@ -173,5 +214,6 @@ class MeshTrainer:
     def save_weights(self, path: str | Path) -> None:
         weights = self.weights()
         if self.layout.topology.is_root:
-            self.keras_model.set_weights(weights)
-            self.keras_model.save_weights(str(path))
+            keras_model = self.benchmark.build_model(self.config)
+            keras_model.set_weights(weights)
+            keras_model.save_weights(str(path))

@@ -21,6 +21,7 @@ from typing import Any, Callable
 
 import tensorflow.compat.v1 as tf
 
+from parallel.blocks import BlockContext
 from parallel.mtf_compat import mesh_tensorflow
 
 mtf = mesh_tensorflow()
@@ -172,7 +173,7 @@ class HorovodMeshImpl(mtf.MeshImpl):
 
     # --- collectives ------------------------------------------------------
 
-    def _process_set(self, mesh_axes: tuple[int, ...]) -> Any | None:
+    def process_set(self, mesh_axes: tuple[int, ...]) -> Any | None:
         """The Horovod process set of this rank's group along ``mesh_axes``;
         None when the group is this rank alone. Cached: the lowering asks
         once per collective, and finding the group walks the whole job."""
@@ -192,7 +193,7 @@ class HorovodMeshImpl(mtf.MeshImpl):
 
     def allreduce(self, x: Any, mesh_axes: list[int], reduction_fn_string: str) -> Any:
         x = x.to_laid_out_tensor()
-        process_set = self._process_set(tuple(mesh_axes))
+        process_set = self.process_set(tuple(mesh_axes))
         if process_set is None:
             return x
         op = {"SUM": self.hvd.Sum, "MAX": self.hvd.Max, "MIN": self.hvd.Min}[reduction_fn_string]
@@ -200,7 +201,7 @@ class HorovodMeshImpl(mtf.MeshImpl):
 
     def allconcat(self, x: Any, mesh_axis: int, concat_axis: int) -> Any:
         x = x.to_laid_out_tensor()
-        process_set = self._process_set((mesh_axis,))
+        process_set = self.process_set((mesh_axis,))
         if process_set is None:
             return x
         # Horovod gathers along the first axis, in rank order, which is the
@@ -211,7 +212,7 @@ class HorovodMeshImpl(mtf.MeshImpl):
 
     def alltoall(self, x: Any, mesh_axis: int, split_axis: int, concat_axis: int) -> Any:
         x = x.to_laid_out_tensor()
-        process_set = self._process_set((mesh_axis,))
+        process_set = self.process_set((mesh_axis,))
         if process_set is None:
             return x
         group_size = self.shape[mesh_axis].size
@@ -225,10 +226,11 @@ class HorovodMeshImpl(mtf.MeshImpl):
 
     def receive(self, x: Any, mesh_axis: int, source_pcoord: list[int | None]) -> Any:
         """Each process takes the slice of the group member named by
-        ``source_pcoord`` (zeros for None). Used for halo exchange, whose
-        slices are thin planes, so gathering the group's planes is cheap."""
+        ``source_pcoord`` (zeros for None): Mesh TF's shifts. The models'
+        halos do not come this way but point to point, through
+        ``parallel.blocks.exchange_halos``."""
         x = x.to_laid_out_tensor()
-        process_set = self._process_set((mesh_axis,))
+        process_set = self.process_set((mesh_axis,))
         my_coord = mtf.pnum_to_processor_coordinates(self.shape, self.pnum)[mesh_axis]
         source = source_pcoord[my_coord]
         if process_set is None:
@@ -269,7 +271,10 @@ class _SlicewiseWithWeights(mtf.SlicewiseOperation):
         # variance is computed from its mean), which Mesh TF adds again.
         self.local_inputs = [tf.identity(lowering.tensors[x].to_laid_out_tensor().one_slice) for x in self.inputs]
         impl = lowering.mesh_impl(self)
-        lowering.set_tensor_lowering(self.outputs[0], impl.LaidOutTensor([self._tf_fn(*self.local_inputs)]))
+        lowering.set_tensor_lowering(self.outputs[0], impl.LaidOutTensor([self.run(impl, self.local_inputs)]))
+
+    def run(self, mesh_impl: Any, slices: list[tf.Tensor]) -> tf.Tensor:
+        return self._tf_fn(*slices)
 
     def gradient(self, grad_ys: list) -> list:
         return _SummedSliceGradients(self, grad_ys).outputs
@@ -315,3 +320,38 @@ def slicewise_with_weights(fn: Callable, inputs: list, output_shape: Any, name: 
     op = _SlicewiseWithWeights(fn, inputs, [mtf.convert_to_shape(output_shape)], [inputs[0].dtype],
                                list(dims.values()), name=name)
     return op.outputs[0]
+
+
+def elementwise(fn: Callable, x: Any, name: str) -> Any:
+    """``fn`` (a TensorFlow activation) on each slice, with TensorFlow's own
+    gradient kernel (ReluGrad, LeakyReluGrad). Mesh TF's ``relu`` and
+    ``leaky_relu`` build their gradients from comparisons, casts and
+    products: several full-size temporaries per activation."""
+    return slicewise_with_weights(fn, [x], x.shape, name)
+
+
+class _BlockOperation(_SlicewiseWithWeights):
+    """A slicewise op whose function also gets the ``BlockContext`` of its
+    first input: where the block lies, and its peers (halo exchange)."""
+
+    def __init__(self, fn: Callable, inputs: list, output_shape: Any, block_dims: list[str],
+                 size_dims: list[str], name: str):
+        dims = {d.name: d for t in inputs for d in t.shape.dims}
+        dims.update({d.name: d for d in output_shape.dims})
+        super().__init__(fn, inputs, [output_shape], [inputs[0].dtype], list(dims.values()), name=name)
+        self._block_dims, self._size_dims = block_dims, size_dims
+
+    def run(self, mesh_impl: Any, slices: list[tf.Tensor]) -> tf.Tensor:
+        context = BlockContext(mesh_impl, self.inputs[0].shape, self._block_dims, self._size_dims)
+        return self._tf_fn(context, *slices)
+
+
+def block_operation(fn: Callable, inputs: list, output_shape: Any, block_dims: list[str], size_dims: list[str],
+                    name: str) -> Any:
+    """``fn(context, *slices)`` on each process's block of ``inputs[0]``
+    (and its slices of the other inputs), where ``context`` is the
+    ``parallel.blocks.BlockContext`` of the block along ``block_dims`` /
+    ``size_dims``. Collectives inside ``fn`` are differentiated by
+    TensorFlow; weights among the inputs get their gradients summed as in
+    ``slicewise_with_weights``."""
+    return _BlockOperation(fn, inputs, mtf.convert_to_shape(output_shape), block_dims, size_dims, name).outputs[0]

@@ -18,7 +18,7 @@ def run_mesh_model(layout: MeshParallel, model: Any, keras_model: tf.keras.Model
     group order. Returns {"outputs", "loss", "gradients": {name: value}}."""
     initial = named_weights(keras_model)
     group = slice(layout.group * local_batch, (layout.group + 1) * local_batch)
-    x_block, y_block = model.block(x[group], y[group], layout.depth_block, layout.height_block)
+    x_block, y_block = model.block(x[group], y[group], *layout.block_coordinates)
     graph = tf.Graph()
     with graph.as_default():
         mesh_graph = mtf.Graph()

@@ -1,5 +1,6 @@
-"""Run under ``mpirun -np 4``: every collective of ``HorovodMeshImpl`` on a
-2x2 mesh against its definition computed with numpy from all ranks' slices.
+"""Run under ``mpirun -np 4``: every collective of ``HorovodMeshImpl``, and
+the blocks' halo exchange, on a 2x2 mesh against its definition computed
+with numpy from all ranks' slices.
 Each rank checks its own results; rank 0 writes the names checked (JSON).
 
 Usage: mpi_mesh_collectives.py OUT.json
@@ -14,6 +15,7 @@ configure_environment()
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from parallel.blocks import BlockContext, exchange_halos  # noqa: E402
 from parallel.layouts import DataParallel  # noqa: E402
 from parallel.spmd_mesh import HorovodMeshImpl, mtf, required_process_sets  # noqa: E402
 
@@ -24,6 +26,14 @@ assert layout.topology.size == 4, "run with 4 ranks"
 # rank = 2 * a + b (row-major mesh coordinates)
 coords = {r: (r // 2, r % 2) for r in range(4)}
 slices = {r: np.arange(8, dtype=np.float32).reshape(2, 4) + 10 * r for r in range(4)}
+FIELD = np.arange(1, 25, dtype=np.float32).reshape(4, 6)
+
+
+def halo_window(halo):
+    """This rank's block with ``halo`` cells around it, zeros outside the field."""
+    padded = np.pad(FIELD, halo)
+    i, j = coords[rank]
+    return padded[2 * i:2 * i + 2 + 2 * halo, 3 * j:3 * j + 3 + 2 * halo]
 
 
 def peers(axis):
@@ -44,6 +54,15 @@ with graph.as_default():
         "receive_b_from_next": impl.receive(mine, 1, [1, None]),
     }
     fetch = {name: op.one_slice for name, op in ops.items()}
+    # A 4x6 field in 2x2 blocks of 2x3: halos of 1, and of 3 (deeper than a
+    # block: planes come from two blocks away, corners included).
+    blocked = HorovodMeshImpl(SHAPE, mtf.convert_to_layout_rules("rows:a;cols:b"), layout.hvd, layout.process_sets)
+    field_shape = mtf.convert_to_shape("rows:2;cols:2;x:2;y:3")
+    context = BlockContext(blocked, field_shape, ["rows", "cols"], ["x", "y"])
+    block = tf.constant(FIELD[None, None, 2 * coords[rank][0]:2 * coords[rank][0] + 2,
+                              3 * coords[rank][1]:3 * coords[rank][1] + 3])
+    for halo in (1, 3):
+        fetch[f"halo_{halo}"] = exchange_halos(context, block, halo)[0, 0]
 with tf.compat.v1.Session(graph=graph) as session:
     session.run(tf.compat.v1.variables_initializer(graph.get_collection("variables")))
     got = session.run(fetch)
@@ -58,6 +77,8 @@ expected = {
     "alltoall_a_split0_concat1": np.concatenate(
         [np.split(slices[r], 2, axis=0)[coords[rank][0]] for r in a_group], axis=1),
     "receive_b_from_next": slices[b_group[1]] if coords[rank][1] == 0 else np.zeros((2, 4), np.float32),
+    "halo_1": halo_window(1),
+    "halo_3": halo_window(3),
 }
 for name, value in expected.items():
     assert got[name].shape == value.shape and np.array_equal(got[name], value), \

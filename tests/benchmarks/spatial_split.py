@@ -1,13 +1,21 @@
 """Spatial split on this machine (a benchmark, not a test): a benchmark's
-model trained unsplit and split 2x1 (each sample's first spatial axis halved
-between two processes: CosmoFlow's depth, DeepCAM's height), on the same two
-cores: step time, samples/s and peak memory per process. Each configuration
-is a real ``mpirun`` job running the harness's trainer on fixed in-memory
-batches (the input pipelines are measured by cosmoflow_throughput.py).
+model trained unsplit and split (each sample's first spatial axis cut
+between processes: CosmoFlow's depth, DeepCAM's height), on the same two
+cores: step time, samples/s and peak memory per process, and the split's
+strong-scaling efficiency against one process on one thread. Each
+configuration is a real ``mpirun`` job running the harness's trainer on
+fixed in-memory batches (the input pipelines are measured by
+cosmoflow_throughput.py).
 
     .venv/bin/python tests/benchmarks/spatial_split.py [--size 128] [--batch 2] [--steps 6]
     .venv/bin/python tests/benchmarks/spatial_split.py --benchmark deepcam --config deepcam/configs/deepcam.yaml \
-        --batch 1 --steps 2 --skip mesh1x1
+        --batch 1 --steps 2 --skip mesh1x1,mesh4x1,keras1
+    .venv/bin/python tests/benchmarks/spatial_split.py --collectives 2x1,4x1,2x2,4x4 [--size 32]
+
+``--collectives`` builds each split's training step and reads, from the graph
+itself, the Horovod collectives one step runs and the bytes each process
+sends: an allreduce of S bytes over n processes sends 2(n-1)/n S (ring), an
+allgather (n-1) S, an alltoall what its splits send to the others.
 
 CosmoFlow runs its full-size model at ``--size``^3; DeepCAM runs ``--config``
 (default the mini config) at its sample shape.
@@ -33,9 +41,13 @@ sys.path.insert(0, str(REPO))
 MPI_ENV = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
 CONFIGS = {  # key: name, layout, split, processes, threads per process
     "keras": ("Keras, unsplit", "single", None, 1, 2),
+    "keras1": ("Keras, unsplit, 1 thread", "single", None, 1, 1),
     "mesh1x1": ("Mesh TF, unsplit (1x1)", "spatial", "1x1", 1, 2),
     "mesh2x1": ("Mesh TF, split 2x1", "spatial", "2x1", 2, 1),
+    "mesh4x1": ("Mesh TF, split 4x1", "spatial", "4x1", 4, 1),
 }
+COLLECTIVES = ("alltoall", "allgather", "allreduce")
+FUGAKU_4X1_EFFICIENCY = 0.44       # 1.75x from 4 processes per sample (issue 12, Fugaku's runs)
 
 
 def rss_mib() -> float:
@@ -71,6 +83,10 @@ def worker(args: argparse.Namespace) -> None:
     x, y = tf.constant(x.astype(np.float32)), tf.constant(y)
     layout = make_layout(args.layout, parse_split(args.split) if args.split else (1, 1))
     trainer = layout.make_trainer(benchmark, config, seed=1)
+    if args.count:
+        sent = step_collectives(trainer, layout)
+        print("RESULT " + json.dumps({"rank": layout.topology.rank, **sent}), flush=True)
+        return
     trainer.set_learning_rate(1e-4)
     built = rss_mib()
     trainer.train_step(x, y)                      # warm-up: graph optimisation, allocations
@@ -85,17 +101,68 @@ def worker(args: argparse.Namespace) -> None:
     print("RESULT " + json.dumps(report), flush=True)
 
 
-def run(name: str, layout: str, split: str | None, processes: int, threads: int, args) -> dict:
+def step_collectives(trainer, layout) -> dict:
+    """The Horovod collectives a training step runs (the ops ``train_op``
+    depends on) and the bytes this process sends in them."""
+    from tensorflow.python.framework import tensor_util
+
+    set_sizes = {0: layout.topology.size}
+    set_sizes.update({ps.process_set_id: len(ranks) for ranks, ps in layout.process_sets.items()})
+    seen, stack = set(), [trainer.train_op]
+    counts = {kind: 0 for kind in COLLECTIVES}
+    sent = {kind: 0.0 for kind in COLLECTIVES}
+    while stack:
+        op = stack.pop()
+        if op.name in seen:
+            continue
+        seen.add(op.name)
+        stack += [t.op for t in op.inputs] + list(op.control_inputs)
+        kind = op.type.removeprefix("Horovod").lower()
+        if kind not in COLLECTIVES:
+            continue
+        n = set_sizes[op.get_attr("process_set_id")]
+        tensor = op.inputs[0]
+        size = tensor.shape.num_elements() * tensor.dtype.size
+        counts[kind] += 1
+        if kind == "allreduce":
+            sent[kind] += 2 * (n - 1) / n * size
+        elif kind == "allgather":
+            sent[kind] += (n - 1) * size
+        else:
+            splits = tensor_util.constant_value(op.inputs[1])
+            row = size / max(tensor.shape[0], 1)
+            sent[kind] += row * (sum(splits) - splits[_rank_in_set(layout, op.get_attr("process_set_id"))])
+    return {**{f"{k}_n": v for k, v in counts.items()}, **{f"{k}_bytes": v for k, v in sent.items()}}
+
+
+def _rank_in_set(layout, process_set_id: int) -> int:
+    """This process's index in a Horovod process set (its rank order)."""
+    if process_set_id == 0:
+        return layout.topology.rank
+    ranks = next(r for r, ps in layout.process_sets.items() if ps.process_set_id == process_set_id)
+    return ranks.index(layout.topology.rank)
+
+
+def mpirun_worker(processes: int, threads: int, worker_args: list[str], what: str) -> list[dict]:
+    """Run this script's worker on ``processes`` ranks; each rank's RESULT."""
     env = {**os.environ, **MPI_ENV, "MLPERF_HPC_THREADS": str(threads)}
     command = ["mpirun", "-np", str(processes), "--oversubscribe", "--bind-to", "none", "-x", "MLPERF_HPC_THREADS",
-               sys.executable, __file__, "--worker", "--layout", layout, "--size", str(args.size),
-               "--benchmark", args.benchmark, "--config", args.config,
-               "--batch", str(args.batch), "--steps", str(args.steps)] + (["--split", split] if split else [])
+               sys.executable, __file__, "--worker", *worker_args]
     result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO)
     if result.returncode:
-        sys.exit(f"{name} failed:\n{result.stderr[-3000:]}")
+        sys.exit(f"{what} failed:\n{result.stderr[-3000:]}")
     # Ranks print at the same moment: mpirun may join their lines.
-    ranks = [json.loads(found) for found in re.findall(r"RESULT (\{[^}]*\})", result.stdout)]
+    return [json.loads(found) for found in re.findall(r"RESULT (\{[^}]*\})", result.stdout)]
+
+
+def common_args(args: argparse.Namespace) -> list[str]:
+    return ["--size", str(args.size), "--benchmark", args.benchmark, "--config", args.config,
+            "--batch", str(args.batch), "--steps", str(args.steps)]
+
+
+def run(name: str, layout: str, split: str | None, processes: int, threads: int, args) -> dict:
+    ranks = mpirun_worker(processes, threads, ["--layout", layout, *common_args(args)]
+                          + (["--split", split] if split else []), name)
     step = max(r["step_s"] for r in ranks)
     return {"name": name, "processes": processes, "threads": threads, "step_s": step,
             "samples_s": args.batch / step, "peak_mib": max(r["peak_mib"] for r in ranks),
@@ -123,12 +190,18 @@ def main() -> None:
                                                    + ", ".join(CONFIGS))
     parser.add_argument("--batch", type=int, default=2, help="samples per step (per group)")
     parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument("--collectives", help="comma-separated splits (e.g. 2x1,4x1,2x2,4x4): print the "
+                                               "collectives and bytes per rank of one training step instead")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--count", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--layout", help=argparse.SUPPRESS)
     parser.add_argument("--split", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         worker(args)
+        return
+    if args.collectives:
+        print_collectives(args)
         return
 
     if args.benchmark == "cosmoflow":
@@ -145,14 +218,41 @@ def main() -> None:
     for r in rows.values():
         print(f"{r['name']:26} {r['processes']:>5} x {r['threads']:<3} {r['step_s']:8.2f} {r['samples_s']:10.2f} "
               f"{3 * flops * r['samples_s'] / 1e9:8.0f} {r['peak_mib']:14.0f} {r['activations_mib']:14.0f}")
-    if "mesh2x1" in rows:
-        split = rows["mesh2x1"]
-        for key in ("mesh1x1", "keras"):
-            if key in rows:
-                unsplit = rows[key]
-                print(f"2x1 split vs {unsplit['name']}: step memory per process "
+    for key in ("mesh2x1", "mesh4x1"):
+        if key not in rows:
+            continue
+        split = rows[key]
+        for other in ("mesh1x1", "keras"):
+            if other in rows:
+                unsplit = rows[other]
+                print(f"{split['name']} vs {unsplit['name']}: peak memory per process "
+                      f"x{split['peak_mib'] / unsplit['peak_mib']:.2f}, step memory per process "
                       f"x{split['activations_mib'] / unsplit['activations_mib']:.2f}, "
                       f"throughput x{split['samples_s'] / unsplit['samples_s']:.2f}")
+        if "keras1" in rows:
+            speedup = split["samples_s"] / rows["keras1"]["samples_s"]
+            print(f"{split['name']} vs Keras on 1 process x 1 thread: x{speedup:.2f}, strong-scaling efficiency "
+                  f"{speedup / split['processes']:.0%} on {split['processes']} processes "
+                  f"(Fugaku 4x1: {FUGAKU_4X1_EFFICIENCY:.0%})")
+    if "mesh1x1" in rows and "keras" in rows:
+        print(f"Mesh TF 1x1 vs Keras: throughput x{rows['mesh1x1']['samples_s'] / rows['keras']['samples_s']:.2f}")
+
+
+def print_collectives(args: argparse.Namespace) -> None:
+    print(f"{args.benchmark} at {args.size if args.benchmark == 'cosmoflow' else args.config}, batch {args.batch}: "
+          f"one training step's Horovod collectives")
+    print("per step: collectives (max over ranks) / MiB one rank sends (max over ranks)")
+    print(f"{'split':6} {'ranks':>5} " + " ".join(f"{kind:>18}" for kind in COLLECTIVES) + f" {'total':>18}")
+    for split in args.collectives.split(","):
+        d, h = (int(p) for p in split.split("x"))
+        ranks = mpirun_worker(d * h, 1, ["--layout", "spatial", "--split", split, "--count", *common_args(args)],
+                              split)
+        cells = []
+        for kinds in [[k] for k in COLLECTIVES] + [list(COLLECTIVES)]:
+            n = max(sum(r[f"{k}_n"] for k in kinds) for r in ranks)
+            sent = max(sum(r[f"{k}_bytes"] for k in kinds) for r in ranks) / 2 ** 20
+            cells.append(f"{n:>6} / {sent:>9.2f}")
+        print(f"{split:6} {d * h:>5} " + " ".join(f"{c:>18}" for c in cells))
 
 
 if __name__ == "__main__":

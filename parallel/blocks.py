@@ -1,0 +1,238 @@
+"""Halo exchange and re-layout of blocked activations, on one process's block.
+
+A spatially split activation keeps, on each process, one block of every
+sample: along each split dimension ``i`` the volume of size ``N_i`` is cut
+into ``blocks_i`` blocks of ``n_i = N_i / blocks_i`` planes, laid out on mesh
+axis ``mesh_axis_i``. These functions work on that block as a TensorFlow
+tensor, inside the lowering of a Mesh TF operation
+(``parallel.spmd_mesh.block_operation``), which hands them a ``BlockContext``.
+
+The halo exchange is point to point: one Horovod ``alltoall`` per call, in
+the process set of the split axes, with a per-destination split that is zero
+for every process that is not a neighbour. Each process sends each neighbour
+exactly the planes that neighbour needs (corners included, and several blocks
+deep when the halo is wider than a block), so the bytes a process moves do
+not grow with the number of blocks. Its gradient is the alltoall run
+backwards, which returns each halo's gradient to the block it came from.
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Any
+
+import tensorflow.compat.v1 as tf
+
+from parallel.mtf_compat import mesh_tensorflow
+
+mtf = mesh_tensorflow()
+
+
+@dataclass(frozen=True)
+class SplitAxis:
+    """One split dimension of a blocked tensor, as this process sees it."""
+    mesh_axis: int | None     # the mesh axis its blocks are laid out on; None when not split
+    blocks: int               # how many blocks the volume has along it
+    index: int                # this process's block
+    tensor_axis: int          # where its planes are in the block (the slice's axis)
+    size: int                 # planes per block
+
+
+class BlockContext:
+    """Where a process's block of one Mesh TF tensor lies in the volume.
+
+    ``block_dims[i]`` and ``size_dims[i]`` name the blocks dimension and the
+    planes dimension of split dimension ``i``; a blocks dimension of size 1
+    (a gathered or never-split dimension) is an unsplit axis."""
+
+    def __init__(self, mesh_impl: Any, shape: Any, block_dims: list[str], size_dims: list[str]):
+        self.mesh_impl = mesh_impl
+        layout = mesh_impl.tensor_layout(shape).tensor_axis_to_mesh_axis
+        coordinates = mtf.pnum_to_processor_coordinates(mesh_impl.shape, mesh_impl.pnum)
+        names = [d.name for d in shape.dims]
+        self.axes = []
+        for block_name, size_name in zip(block_dims, size_dims):
+            blocks_at, planes_at = names.index(block_name), names.index(size_name)
+            mesh_axis = layout[blocks_at]
+            self.axes.append(SplitAxis(
+                mesh_axis=mesh_axis, blocks=shape.dims[blocks_at].size, tensor_axis=planes_at,
+                index=0 if mesh_axis is None else coordinates[mesh_axis], size=shape.dims[planes_at].size))
+        split = [a.mesh_axis for a in self.axes if a.mesh_axis is not None]
+        # The process set's rank order is row-major over its mesh axes, which
+        # is the order of ``peers`` only if the split dims use them in order.
+        assert split == sorted(split), f"split dimensions laid out out of mesh order: {split}"
+
+    @property
+    def split_axes(self) -> list[SplitAxis]:
+        return [a for a in self.axes if a.mesh_axis is not None and a.blocks > 1]
+
+    def process_set(self, axes: list[SplitAxis] | None = None) -> Any | None:
+        """The Horovod process set of this block's peers along ``axes`` (all
+        split axes by default); None when the block has no peers."""
+        axes = self.split_axes if axes is None else axes
+        if not axes:
+            return None
+        return self.mesh_impl.process_set(tuple(a.mesh_axis for a in axes))
+
+    def peers(self) -> list[tuple[int, ...]]:
+        """Block coordinates (over ``axes``) of every process in the process
+        set, in its rank order; an axis with one block has coordinate 0."""
+        return list(itertools.product(*[range(a.blocks) if a in self.split_axes else [a.index]
+                                        for a in self.axes]))
+
+    @property
+    def coordinates(self) -> tuple[int, ...]:
+        return tuple(a.index for a in self.axes)
+
+
+def _overlap(first: tuple[int, int], second: tuple[int, int]) -> tuple[int, int]:
+    return max(first[0], second[0]), min(first[1], second[1])
+
+
+def exchange_halos(context: BlockContext, block: tf.Tensor, halo: int) -> tf.Tensor:
+    """The block with ``halo`` planes of its neighbours on both sides of each
+    of the context's axes: [.., n_0 + 2·halo, .., n_1 + 2·halo, ..].
+
+    Planes outside the volume (the global boundary, and both sides of an
+    unsplit axis) are zeros, as a SAME convolution pads. One alltoall moves
+    every neighbour's planes, corners included."""
+    if halo == 0:
+        return block
+    axes = context.axes
+    me = context.coordinates
+    mine = [(a.index * a.size, (a.index + 1) * a.size) for a in axes]
+    extended = [(lo - halo, hi + halo) for lo, hi in mine]
+
+    def block_range(axis: SplitAxis, coordinate: int) -> tuple[int, int]:
+        return coordinate * axis.size, (coordinate + 1) * axis.size
+
+    def piece(t: tf.Tensor, ranges: list[tuple[int, int]], origin: list[int]) -> tf.Tensor:
+        begin, size = [0] * t.shape.ndims, t.shape.as_list()
+        for axis, (lo, hi), start in zip(axes, ranges, origin):
+            begin[axis.tensor_axis], size[axis.tensor_axis] = lo - start, hi - lo
+        return tf.slice(t, begin, size)
+
+    def shape_of(ranges: list[tuple[int, int]]) -> list[int]:
+        shape = block.shape.as_list()
+        for axis, (lo, hi) in zip(axes, ranges):
+            shape[axis.tensor_axis] = hi - lo
+        return shape
+
+    # What each peer needs from this block, and what this block needs from each.
+    sends, receives = [], {}
+    for peer in context.peers():
+        if peer == me:
+            continue
+        theirs = [block_range(a, c) for a, c in zip(axes, peer)]
+        give = [_overlap(m, (lo - halo, hi + halo)) for m, (lo, hi) in zip(mine, theirs)]
+        take = [_overlap(e, t) for e, t in zip(extended, theirs)]
+        sends.append(piece(block, give, [lo for lo, _ in mine]) if all(lo < hi for lo, hi in give) else None)
+        if all(lo < hi for lo, hi in take):
+            receives[peer] = take
+    received = _alltoall_pieces(context, block, sends, [receives.get(p) for p in context.peers() if p != me],
+                                shape_of)
+    received = dict(zip([p for p in context.peers() if p != me and p in receives], received))
+
+    # Assemble: along each axis the extended range is a row of segments, each
+    # from one block coordinate (or zeros beyond the volume).
+    def segments(axis: SplitAxis, lo: int, hi: int) -> list[tuple[int, int, int | None]]:
+        total = axis.blocks * axis.size
+        cut = [lo] + [c * axis.size for c in range(axis.blocks + 1) if lo < c * axis.size < hi] + [hi]
+        return [(a, b, a // axis.size if 0 <= a < total else None) for a, b in zip(cut, cut[1:])]
+
+    rows = [segments(a, lo, hi) for a, (lo, hi) in zip(axes, extended)]
+
+    def assemble(depth: int, chosen: list[tuple[int, int, int | None]]) -> tf.Tensor:
+        if depth < len(axes):
+            parts = [assemble(depth + 1, chosen + [s]) for s in rows[depth]]
+            return parts[0] if len(parts) == 1 else tf.concat(parts, axis=axes[depth].tensor_axis)
+        ranges = [(lo, hi) for lo, hi, _ in chosen]
+        source = tuple(c for _, _, c in chosen)
+        if None in source:
+            return tf.zeros(shape_of(ranges), block.dtype)
+        if source == me:
+            return block
+        start = [lo for lo, _ in receives[source]]
+        return piece(received[source], ranges, start)
+
+    return assemble(0, [])
+
+
+def _alltoall_pieces(context: BlockContext, block: tf.Tensor, sends: list[tf.Tensor | None],
+                     receives: list[list[tuple[int, int]] | None], shape_of: Any) -> list[tf.Tensor]:
+    """Send ``sends[k]`` to the k-th peer (in process-set order, skipping
+    this process) and return the pieces received, of the shapes ``receives``
+    names (None: nothing from that peer), in one alltoall."""
+    wanted = [shape_of(r) for r in receives if r is not None]
+    if not wanted:
+        return []
+    me = context.peers().index(context.coordinates)
+    flat = [tf.reshape(s, [-1]) if s is not None else tf.zeros([0], block.dtype) for s in sends]
+    flat.insert(me, tf.zeros([0], block.dtype))
+    send_splits = [int(t.shape[0]) for t in flat]
+    receive_splits = [int(tf.TensorShape(shape_of(r)).num_elements()) if r is not None else 0 for r in receives]
+    receive_splits.insert(me, 0)
+    buffer = _alltoall(context, tf.concat(flat, 0), send_splits, receive_splits)
+    sizes = [n for n in receive_splits if n]
+    return [tf.reshape(part, s) for part, s in zip(tf.split(buffer, sizes), wanted)]
+
+
+def _alltoall(context: BlockContext, buffer: tf.Tensor, send_splits: list[int],
+              receive_splits: list[int]) -> tf.Tensor:
+    """A 1-D alltoall with static splits, and its gradient (the alltoall
+    backwards) under names of its own. Horovod matches collectives across
+    ranks by name, and its own gradient is named after the incoming
+    gradient tensor, which differs between boundary and inner blocks."""
+    hvd, process_set = context.mesh_impl.hvd, context.process_set()
+    name = tf.get_default_graph().unique_name("halo_exchange", mark_as_used=True).replace("/", "_")
+
+    @tf.custom_gradient
+    def exchange(send: tf.Tensor) -> tf.Tensor:
+        received, _ = hvd.alltoall(send, splits=tf.constant(send_splits, tf.int32), name=name,
+                                   process_set=process_set)
+
+        def backwards(grad: tf.Tensor) -> tf.Tensor:
+            returned, _ = hvd.alltoall(grad, splits=tf.constant(receive_splits, tf.int32), name=f"{name}_grad",
+                                       process_set=process_set)
+            return tf.reshape(returned, [sum(send_splits)])
+
+        return tf.reshape(received, [sum(receive_splits)]), backwards
+
+    return exchange(buffer)
+
+
+def gather_axis(context: BlockContext, block: tf.Tensor, axis: SplitAxis) -> tf.Tensor:
+    """The whole volume along ``axis``: every process of the axis gets every
+    block (an allgather); [.., n, ..] -> [.., blocks·n, ..]. The result is
+    replicated, so each process's gradient of its block is its own part of
+    the (identical) gradient of the whole, with no communication."""
+    process_set = context.process_set([axis])
+    if process_set is None:
+        return block
+    at = axis.tensor_axis
+
+    @tf.custom_gradient
+    def gather(t):
+        front = _move_axis(t, at, 0)
+        name = tf.get_default_graph().unique_name("gather_blocks", mark_as_used=True).replace("/", "_")
+        whole = _move_axis(context.mesh_impl.hvd.allgather(front, name=name, process_set=process_set), 0, at)
+        shape = t.shape.as_list()
+        shape[at] *= axis.blocks
+        whole = tf.reshape(whole, shape)
+
+        def own_part(grad):
+            begin = [0] * grad.shape.ndims
+            begin[at] = axis.index * axis.size
+            return tf.slice(grad, begin, t.shape.as_list())
+
+        return whole, own_part
+
+    return gather(block)
+
+
+def _move_axis(t: tf.Tensor, source: int, destination: int) -> tf.Tensor:
+    if source == destination:
+        return t
+    order = list(range(t.shape.ndims))
+    order.insert(destination, order.pop(source))
+    return tf.transpose(t, order)
