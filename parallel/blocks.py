@@ -213,9 +213,9 @@ def gather_axis(context: BlockContext, block: tf.Tensor, axis: SplitAxis) -> tf.
 
     @tf.custom_gradient
     def gather(t):
-        front = _move_axis(t, at, 0)
+        front = move_axis(t, at, 0)
         name = tf.get_default_graph().unique_name("gather_blocks", mark_as_used=True).replace("/", "_")
-        whole = _move_axis(context.mesh_impl.hvd.allgather(front, name=name, process_set=process_set), 0, at)
+        whole = move_axis(context.mesh_impl.hvd.allgather(front, name=name, process_set=process_set), 0, at)
         shape = t.shape.as_list()
         shape[at] *= axis.blocks
         whole = tf.reshape(whole, shape)
@@ -230,7 +230,8 @@ def gather_axis(context: BlockContext, block: tf.Tensor, axis: SplitAxis) -> tf.
     return gather(block)
 
 
-def _move_axis(t: tf.Tensor, source: int, destination: int) -> tf.Tensor:
+def move_axis(t: tf.Tensor, source: int, destination: int) -> tf.Tensor:
+    """``t`` with its axis ``source`` moved to position ``destination``."""
     if source == destination:
         return t
     order = list(range(t.shape.ndims))

@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 import tensorflow.compat.v1 as tf
 
-from parallel.blocks import BlockContext
+from parallel.blocks import BlockContext, move_axis
 from parallel.mtf_compat import mesh_tensorflow
 
 mtf = mesh_tensorflow()
@@ -206,9 +206,9 @@ class HorovodMeshImpl(mtf.MeshImpl):
             return x
         # Horovod gathers along the first axis, in rank order, which is the
         # order of the mesh coordinate along ``mesh_axis``.
-        front = _move_axis(x.one_slice, concat_axis, 0)
+        front = move_axis(x.one_slice, concat_axis, 0)
         gathered = self.hvd.allgather(front, process_set=process_set)
-        return self.LaidOutTensor([_move_axis(gathered, 0, concat_axis)])
+        return self.LaidOutTensor([move_axis(gathered, 0, concat_axis)])
 
     def alltoall(self, x: Any, mesh_axis: int, split_axis: int, concat_axis: int) -> Any:
         x = x.to_laid_out_tensor()
@@ -216,12 +216,12 @@ class HorovodMeshImpl(mtf.MeshImpl):
         if process_set is None:
             return x
         group_size = self.shape[mesh_axis].size
-        front = _move_axis(x.one_slice, split_axis, 0)
+        front = move_axis(x.one_slice, split_axis, 0)
         received = self.hvd.alltoall(front, process_set=process_set)
         if isinstance(received, tuple):          # (tensor, received splits)
             received = received[0]
         pieces = tf.split(received, group_size, axis=0)      # one per source, in rank order
-        pieces = [_move_axis(piece, 0, split_axis) for piece in pieces]
+        pieces = [move_axis(piece, 0, split_axis) for piece in pieces]
         return self.LaidOutTensor([tf.concat(pieces, axis=concat_axis)])
 
     def receive(self, x: Any, mesh_axis: int, source_pcoord: list[int | None]) -> Any:
@@ -249,14 +249,6 @@ class HorovodMeshImpl(mtf.MeshImpl):
         if self._zero_variable is None:
             self._zero_variable = tf.Variable(0.0, trainable=False, name="receive_zero")
         return self._zero_variable
-
-
-def _move_axis(t: tf.Tensor, source: int, destination: int) -> tf.Tensor:
-    if source == destination:
-        return t
-    order = list(range(t.shape.ndims))
-    order.insert(destination, order.pop(source))
-    return tf.transpose(t, order)
 
 
 class _SlicewiseWithWeights(mtf.SlicewiseOperation):
