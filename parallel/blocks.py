@@ -100,11 +100,12 @@ def exchange_halos(context: BlockContext, block: tf.Tensor, halo: int) -> tf.Ten
         return block
     axes = context.axes
     me = context.coordinates
-    mine = [(a.index * a.size, (a.index + 1) * a.size) for a in axes]
-    extended = [(lo - halo, hi + halo) for lo, hi in mine]
 
     def block_range(axis: SplitAxis, coordinate: int) -> tuple[int, int]:
         return coordinate * axis.size, (coordinate + 1) * axis.size
+
+    mine = [block_range(a, a.index) for a in axes]
+    extended = [(lo - halo, hi + halo) for lo, hi in mine]
 
     def piece(t: tf.Tensor, ranges: list[tuple[int, int]], origin: list[int]) -> tf.Tensor:
         begin, size = [0] * t.shape.ndims, t.shape.as_list()
@@ -118,20 +119,22 @@ def exchange_halos(context: BlockContext, block: tf.Tensor, halo: int) -> tf.Ten
             shape[axis.tensor_axis] = hi - lo
         return shape
 
-    # What each peer needs from this block, and what this block needs from each.
-    sends, receives = [], {}
-    for peer in context.peers():
-        if peer == me:
-            continue
+    def nonempty(ranges: list[tuple[int, int]]) -> bool:
+        return all(lo < hi for lo, hi in ranges)
+
+    # What each peer needs from this block, and what this block needs from
+    # each (None: nothing), in process-set order.
+    others = [p for p in context.peers() if p != me]
+    sends, takes = [], []
+    for peer in others:
         theirs = [block_range(a, c) for a, c in zip(axes, peer)]
         give = [_overlap(m, (lo - halo, hi + halo)) for m, (lo, hi) in zip(mine, theirs)]
         take = [_overlap(e, t) for e, t in zip(extended, theirs)]
-        sends.append(piece(block, give, [lo for lo, _ in mine]) if all(lo < hi for lo, hi in give) else None)
-        if all(lo < hi for lo, hi in take):
-            receives[peer] = take
-    received = _alltoall_pieces(context, block, sends, [receives.get(p) for p in context.peers() if p != me],
-                                shape_of)
-    received = dict(zip([p for p in context.peers() if p != me and p in receives], received))
+        sends.append(piece(block, give, [lo for lo, _ in mine]) if nonempty(give) else None)
+        takes.append(take if nonempty(take) else None)
+    received = _alltoall_pieces(context, block, sends, takes, shape_of)
+    receives = {p: take for p, take in zip(others, takes) if take is not None}
+    received = dict(zip(receives, received))
 
     # Assemble: along each axis the extended range is a row of segments, each
     # from one block coordinate (or zeros beyond the volume).

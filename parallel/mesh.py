@@ -5,10 +5,11 @@ G·A·B ranks: G data-parallel groups, each splitting every sample into A x B
 blocks along the model's two split dimensions (CosmoFlow's depth and height,
 DeepCAM's height and width; ``spatial`` is the one-group case). The
 benchmark's Mesh TF model (a ``MeshModel``) lays its batch or group dimension
-on ``b`` and its block dimensions on ``s0`` and ``s1``; ``HorovodMeshImpl`` lowers each rank's slice and runs the halo
-exchanges, block reductions and the gradient sums across groups as Horovod
-collectives in the matching process sets. Every rank of a group reads the
-group's share of the data and keeps its own block.
+on ``b`` and its block dimensions on ``s0`` and ``s1``; ``HorovodMeshImpl``
+lowers each rank's slice and runs the halo exchanges, block reductions and
+the gradient sums across groups as Horovod collectives in the matching
+process sets. Every rank of a group reads the group's share of the data and
+keeps its own block.
 
 Mesh TF builds compat.v1 graphs, so the trainer owns a graph and a session;
 the eager input pipeline feeds it, and the driver sees the same trainer
