@@ -136,17 +136,21 @@ def named_weights(keras_model: tf.keras.Model) -> list[tuple[str, np.ndarray]]:
 class MeshTrainer:
     """The benchmark's Mesh TF model lowered on this rank, with its session."""
 
-    def __init__(self, benchmark: Benchmark, config: Any, layout: MeshParallel, seed: int):
+    def __init__(self, benchmark: Benchmark, config: Any, layout: MeshParallel, seed: int,
+                 initial: list[tuple[str, np.ndarray]] | None = None):
+        """``initial``: the weights to start from (``named_weights``), the
+        same on every rank; by default a fresh Keras model's, rank 0's."""
         self.layout = layout
         self.benchmark, self.config = benchmark, config
         self.model: MeshModel = benchmark.mesh_model(config, layout.split)
-        # Start from the Keras model's initialisation (rank 0's everywhere),
-        # so both layouts begin from the same distribution of weights. The
-        # Keras model is not kept: only the slices are.
-        keras_model = benchmark.build_model(config)
-        layout.broadcast_variables(keras_model.variables)
-        initial = named_weights(keras_model)
-        del keras_model
+        if initial is None:
+            # Start from the Keras model's initialisation (rank 0's everywhere),
+            # so both layouts begin from the same distribution of weights. The
+            # Keras model is not kept: only the slices are.
+            keras_model = benchmark.build_model(config)
+            layout.broadcast_variables(keras_model.variables)
+            initial = named_weights(keras_model)
+            del keras_model
         self.learning_rate = 0.0
         self.local_batch = config.data.batch_size
 
@@ -163,15 +167,16 @@ class MeshTrainer:
             x = mtf.import_laid_out_tensor(mesh, impl.LaidOutTensor([self.x]), x_shape)
             y = mtf.import_laid_out_tensor(mesh, impl.LaidOutTensor([self.y]), y_shape)
 
-            loss = self.model.loss(y, self.model.forward(x, initial, training=True))
+            self.outputs = self.model.forward(x, initial, training=True)
+            self.loss = self.model.loss(y, self.outputs)
             errors, values_per_sample = self.model.sample_errors(
                 y, self.model.forward(x, initial, training=False))
-            variables = mesh_graph.trainable_variables
-            gradients = mtf.gradients([loss], [v.outputs[0] for v in variables])
+            self.variables = mesh_graph.trainable_variables
+            self.gradients = mtf.gradients([self.loss], [v.outputs[0] for v in self.variables])
             optimizer = self.model.optimizer(mtf.import_tf_tensor(mesh, self.lr, mtf.Shape([])))
-            updates = optimizer.apply_grads(gradients, variables) + self.model.state_updates()
+            updates = optimizer.apply_grads(self.gradients, self.variables) + self.model.state_updates()
 
-            lowering = mtf.Lowering(mesh_graph, {mesh: impl}, autostack=False)
+            self.lowering = lowering = mtf.Lowering(mesh_graph, {mesh: impl}, autostack=False)
             self.train_op = tf.group([lowering.lowered_operation(op) for op in updates])
             # Each rank holds its group's per-sample errors; eval_sums adds
             # those of the real samples, the layout then adds the groups'.
@@ -187,7 +192,16 @@ class MeshTrainer:
         # The initial values were fed once; the graph need not keep them.
         self.graph.clear_collection(INITIAL_VALUES)
 
-    def _feed(self, x: tf.Tensor | np.ndarray, y: tf.Tensor | np.ndarray) -> dict:
+    def export(self, tensor: Any) -> tf.Tensor:
+        """A TF tensor in this trainer's graph with the full value of a mesh
+        tensor of its step (``outputs``, ``loss``, one of ``gradients``):
+        what tests compare with the unsplit model. Every rank runs it."""
+        with self.graph.as_default():
+            return self.lowering.export_to_tf_tensor(tensor)
+
+    def feed(self, x: tf.Tensor | np.ndarray, y: tf.Tensor | np.ndarray) -> dict:
+        """The session feed for a batch of this group: this rank's block of
+        it and the current learning rate."""
         x_block, y_block = self.model.block(np.asarray(x), np.asarray(y), *self.layout.block_coordinates)
         return {self.x: x_block, self.y: y_block, self.lr: self.learning_rate}
 
@@ -195,7 +209,7 @@ class MeshTrainer:
         self.learning_rate = value
 
     def train_step(self, x: tf.Tensor, y: tf.Tensor) -> None:
-        self.session.run(self.train_op, self._feed(x, y))
+        self.session.run(self.train_op, self.feed(x, y))
 
     def eval_sums(self, x: tf.Tensor, y: tf.Tensor) -> np.ndarray:
         # The graph's batch is fixed: a last, partial validation batch is
@@ -204,7 +218,7 @@ class MeshTrainer:
         n = len(x)
         if n < self.local_batch:
             x, y = (np.concatenate([t, np.zeros((self.local_batch - n,) + t.shape[1:], t.dtype)]) for t in (x, y))
-        errors = self.session.run(self.eval_op, self._feed(x, y))
+        errors = self.session.run(self.eval_op, self.feed(x, y))
         return np.array([errors[:n].sum(), n * self.values_per_sample], np.float32)
 
     def weights(self) -> list[np.ndarray]:

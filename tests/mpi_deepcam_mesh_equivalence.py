@@ -23,7 +23,6 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from deepcam.benchmark import DeepCAM  # noqa: E402
-from deepcam.mesh_model import DeepCAMMesh  # noqa: E402
 from parallel.mesh import MeshParallel  # noqa: E402
 from parallel.topology import parse_split  # noqa: E402
 from tests.conftest import REPO  # noqa: E402
@@ -34,7 +33,8 @@ benchmark = DeepCAM()
 config = benchmark.load_config(REPO / "deepcam" / "configs" / "mini.yaml", {
     "data.sample_shape": [64, 96, 4], "model.entry_channels": [4, 8], "model.block_channels": [8, 12, 16],
     "model.n_middle_blocks": 1, "model.exit_channels": [16, 16, 16, 24], "model.aspp_channels": 8,
-    "model.aspp_rates": [2, 3], "model.low_level_channels": 4, "model.decoder_channels": 8})
+    "model.aspp_rates": [2, 3], "model.low_level_channels": 4, "model.decoder_channels": 8,
+    "data.batch_size": 2})
 shape = config.data.sample_shape
 
 layout = MeshParallel("hybrid", split)
@@ -69,8 +69,7 @@ reference = keras_pass(keras64_model, np.float64)
 tf.keras.backend.set_floatx("float32")
 trainable = [w.name.split(":")[0] for w in keras_model.trainable_variables]
 
-model = DeepCAMMesh(config, split)
-values = run_mesh_model(layout, model, keras_model, x, y, local_batch=2, training=True)
+values = run_mesh_model(layout, benchmark, config, keras_model, x, y)
 
 
 def relative(a, b):

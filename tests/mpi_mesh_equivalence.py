@@ -9,7 +9,6 @@ Usage: mpi_mesh_equivalence.py DxH OUT.json
 """
 import json
 import sys
-from pathlib import Path
 
 from core.runtime import configure_environment
 
@@ -18,24 +17,23 @@ configure_environment()
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from cosmoflow.config import CosmoFlowConfig  # noqa: E402
-from cosmoflow.mesh_model import CosmoFlowMesh  # noqa: E402
-from core.config import load_config  # noqa: E402
-from cosmoflow.model import build_model  # noqa: E402
+from cosmoflow.benchmark import CosmoFlow  # noqa: E402
 from parallel.mesh import MeshParallel  # noqa: E402
 from parallel.topology import parse_split  # noqa: E402
+from tests.conftest import REPO  # noqa: E402
 from tests.mesh_harness import run_mesh_model  # noqa: E402
 
 split, out_path = parse_split(sys.argv[1]), sys.argv[2]
-MINI = load_config(Path(__file__).parents[1] / "cosmoflow" / "configs" / "mini.yaml", CosmoFlowConfig)
-SHAPE = MINI.data.sample_shape
-SIZES = {**vars(MINI.model), "dropout": 0.0}      # dropout draws differ between the two
-SIZES.pop("l2")
+benchmark = CosmoFlow()
+# Dropout draws differ between the two models; 2 samples per group.
+config = benchmark.load_config(REPO / "cosmoflow" / "configs" / "mini.yaml",
+                               {"model.dropout": 0.0, "data.batch_size": 2})
+SHAPE = config.data.sample_shape
 
 layout = MeshParallel("hybrid", split)
 groups, batch = layout.data_shards, 2 * layout.data_shards
 tf.keras.utils.set_random_seed(7)
-keras_model = build_model(SHAPE, **SIZES)
+keras_model = benchmark.build_model(config)
 rng = np.random.default_rng(0)
 x = rng.normal(size=[batch] + SHAPE).astype(np.float32)
 y = rng.uniform(-1, 1, size=[batch, 4]).astype(np.float32)
@@ -54,15 +52,14 @@ def keras_step(x, y):
 keras_predictions, keras_gradients = keras_step(x, y)
 keras_gradients = [g.numpy() for g in keras_gradients]
 
-model = CosmoFlowMesh(SHAPE, split, **SIZES)
-values = run_mesh_model(layout, model, keras_model, x, y, local_batch=2, training=False)
+values = run_mesh_model(layout, benchmark, config, keras_model, x, y)
 
 
 def relative(a, b):
     return float(np.linalg.norm(a - b) / np.linalg.norm(b))
 
 
-mesh_gradients = model.keras_weights(values["gradients"])
+mesh_gradients = benchmark.mesh_model(config, split).keras_weights(values["gradients"])
 result = {"outputs": relative(values["outputs"], keras_predictions.numpy()),
           "gradients": [relative(m, k) for m, k in zip(mesh_gradients, keras_gradients)],
           "gradient_shapes_match": all(m.shape == k.shape for m, k in zip(mesh_gradients, keras_gradients)),
