@@ -25,14 +25,15 @@ import tensorflow.compat.v1 as tf
 from cosmoflow.config import check_split
 from cosmoflow.model import LEAKY_ALPHA
 from core.errors import HarnessError
-from parallel.blocks import BlockContext, exchange_halos, gather_axis
+from parallel.blocks import BlockContext, exchange_halos
 from parallel.mtf_compat import mesh_tensorflow
-from parallel.spmd_mesh import block_operation, elementwise, fed_initializer
+from parallel.spmd_mesh import block_operation, elementwise, fed_initializer, gather_odd_blocks
 
 mtf = mesh_tensorflow()
 
 # Tensor dimension names laid out on the mesh (see parallel.mesh).
 BATCH, D_BLOCKS, H_BLOCKS = "batch", "d_blocks", "h_blocks"
+SPLIT_DIMS = {"d": D_BLOCKS, "h": H_BLOCKS}      # planes dimension -> its blocks dimension
 # The output layer's dimension is the targets' one, so that predictions and
 # targets line up elementwise (distinct names would broadcast to an outer product).
 TARGET = "target"
@@ -90,7 +91,7 @@ class CosmoFlowMesh:
         weights = iter(value for _, value in keras_weights)
         for i in range(self.n_conv_layers):
             x = self._conv(x, next(weights), next(weights), f"conv{i + 1}")
-            x = max_pool_2x(gather_unpoolable(x), name=f"pool{i + 1}")
+            x = max_pool_2x(gather_odd_blocks(x, SPLIT_DIMS, f"pool{i + 1}"), name=f"pool{i + 1}")
 
         # Keras flattens (D, H, W, C) in row-major order; the same kernel,
         # cut into blocks, contracts the blocked activations.
@@ -171,28 +172,6 @@ class CosmoFlowMesh:
 
 def leaky_relu(x: Any, name: str) -> Any:
     return elementwise(lambda t: tf.nn.leaky_relu(t, LEAKY_ALPHA), x, name)
-
-
-def gather_unpoolable(x: Any) -> Any:
-    """``x`` [batch, d_blocks, h_blocks, d, h, w, c] with every split axis
-    whose blocks have an odd number of planes gathered: that axis's blocks
-    dimension becomes ``<name>_whole`` of size 1 (not laid out, so the
-    network goes on replicated along it) and its planes the whole side."""
-    for axis in (0, 1):
-        dims = x.shape.dims
-        blocks, planes = dims[1 + axis], dims[3 + axis]
-        if blocks.size == 1 or planes.size % 2 == 0:
-            continue
-        out = list(dims)
-        out[1 + axis] = mtf.Dimension(f"{planes.name}_whole", 1)
-        out[3 + axis] = mtf.Dimension(planes.name, planes.size * blocks.size)
-
-        def gather(context: BlockContext, block: tf.Tensor, axis: int = axis) -> tf.Tensor:
-            return gather_axis(context, block, context.axes[axis])
-
-        x = block_operation(gather, [x], mtf.Shape(out), [d.name for d in dims[1:3]], [d.name for d in dims[3:5]],
-                            f"gather_{planes.name}")
-    return x
 
 
 def max_pool_2x(x: Any, name: str) -> Any:

@@ -8,7 +8,10 @@ takes halos of ``dilation * (kernel // 2)`` rows and columns from the
 neighbouring blocks in one point-to-point exchange (several blocks away when
 the halo is wider than a block, as for the ASPP's atrous rates), then runs
 unpadded on its block; the
-transposed convolutions take a one-pixel halo. Batch norm statistics are sums
+transposed convolutions take a one-pixel halo. Blocks too small to halve
+(an odd number of rows or columns before a stride-2 layer) are gathered
+whole along that dimension, and the decoder cuts them back into blocks, so
+any split that divides the field runs. Batch norm statistics are sums
 over the blocks of a group, so they equal the unsplit model's per replica;
 the ASPP's image pooling averages over all blocks. Kernels are replicated:
 their gradients are summed over blocks and groups
@@ -27,11 +30,13 @@ from deepcam.objective import N_CLASSES, weighted_cross_entropy
 from deepcam.optimizers import TensorOps, adam_family_update
 from parallel.blocks import exchange_halos
 from parallel.mtf_compat import mesh_tensorflow
-from parallel.spmd_mesh import block_operation, elementwise, fed_initializer, slicewise_with_weights
+from parallel.spmd_mesh import (block_operation, elementwise, fed_initializer, gather_odd_blocks,
+                                slicewise_with_weights, split_like)
 
 mtf = mesh_tensorflow()
 
 GROUPS, BATCH, H_BLOCKS, W_BLOCKS, H, W, CHANNELS = "groups", "batch", "h_blocks", "w_blocks", "h", "w", "c"
+SPLIT_DIMS = {H: H_BLOCKS, W: W_BLOCKS}             # planes dimension -> its blocks dimension
 
 
 def _nhwc(t: tf.Tensor) -> tf.Tensor:
@@ -90,8 +95,8 @@ class DeepCAMMesh:
         if halo == 0:
             return x
         return block_operation(lambda context, block: exchange_halos(context, block, halo), [x],
-                               self._out_shape(x, 1, x.shape.dims[-1].size, pad=2 * halo), [H_BLOCKS, W_BLOCKS],
-                               [H, W], "halo")
+                               self._out_shape(x, 1, x.shape.dims[-1].size, pad=2 * halo),
+                               [d.name for d in x.shape.dims[2:4]], [H, W], "halo")
 
     def _out_shape(self, x: Any, scale: float, channels: int, pad: int = 0) -> Any:
         dims = x.shape.dims
@@ -201,11 +206,19 @@ class DeepCAMMesh:
         self._keras_names = [name for name, _ in keras_weights]
         self.training = training
         m = self.config.model
+        fields = x
+        # Before each halving, split dimensions whose blocks have an odd
+        # number of rows or columns are gathered whole; the decoder cuts
+        # them back into blocks where it meets the low-level features or
+        # the labels.
+        x = gather_odd_blocks(x, SPLIT_DIMS, "entry_conv1")
         x = relu(self.batch_norm(self.conv(x, "entry_conv1", stride=2), "entry_bn1"))
         x = relu(self.batch_norm(self.conv(x, "entry_conv2"), "entry_bn2"))
+        x = gather_odd_blocks(x, SPLIT_DIMS, "entry_block1")
         x = relu(self.xception_block(x, 2, stride=2, end_with_relu=False, name="entry_block1"))
         low_level = x
-        x = self.xception_block(x, 2, stride=2, name="entry_block2")
+        x = self.xception_block(gather_odd_blocks(x, SPLIT_DIMS, "entry_block2"), 2, stride=2, name="entry_block2")
+        x = gather_odd_blocks(x, SPLIT_DIMS, "entry_block3")
         x = self.xception_block(x, 2, stride=2, is_last=True, name="entry_block3")
         for i in range(m.n_middle_blocks):
             x = self.xception_block(x, 3, name=f"middle_block{i + 1}")
@@ -225,12 +238,12 @@ class DeepCAMMesh:
         for name in ("decoder_up1", "decoder_up2"):
             x = relu(self.batch_norm(self.transposed(x, name), f"{name}_bn"))
         low_level = relu(self.batch_norm(self.conv(low_level, "decoder_low"), "decoder_low_bn"))
-        x = mtf.concat([x, low_level], CHANNELS)
+        x = mtf.concat([split_like(x, low_level, SPLIT_DIMS, "decoder"), low_level], CHANNELS)
         x = relu(self.batch_norm(self.conv(x, "decoder_conv1"), "decoder_bn1"))
         x = relu(self.batch_norm(self.conv(x, "decoder_conv2"), "decoder_bn2"))
         x = self.conv(x, "decoder_conv3")
         x = relu(self.batch_norm(self.transposed(x, "decoder_up3"), "decoder_up3_bn"))
-        return self.transposed(x, "logits")
+        return split_like(self.transposed(x, "logits"), fields, SPLIT_DIMS, "logits")
 
     def _image_pool(self, x: Any) -> Any:
         """Global average over every block, a 1x1 conv, affine, ReLU, broadcast."""

@@ -223,14 +223,19 @@ def gather_axis(context: BlockContext, block: tf.Tensor, axis: SplitAxis) -> tf.
         shape[at] *= axis.blocks
         whole = tf.reshape(whole, shape)
 
-        def own_part(grad):
-            begin = [0] * grad.shape.ndims
-            begin[at] = axis.index * axis.size
-            return tf.slice(grad, begin, t.shape.as_list())
-
-        return whole, own_part
+        return whole, lambda grad: own_part(context, grad, axis)
 
     return gather(block)
+
+
+def own_part(context: BlockContext, whole: tf.Tensor, axis: SplitAxis) -> tf.Tensor:
+    """This process's block of a tensor that holds the whole volume along
+    ``axis`` (``context`` is the block's): [.., blocks·n, ..] -> [.., n, ..]."""
+    begin = [0] * whole.shape.ndims
+    begin[axis.tensor_axis] = axis.index * axis.size
+    size = whole.shape.as_list()
+    size[axis.tensor_axis] = axis.size
+    return tf.slice(whole, begin, size)
 
 
 def move_axis(t: tf.Tensor, source: int, destination: int) -> tf.Tensor:

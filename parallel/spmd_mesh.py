@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 import tensorflow.compat.v1 as tf
 
-from parallel.blocks import BlockContext, move_axis
+from parallel.blocks import BlockContext, gather_axis, move_axis, own_part
 from parallel.mtf_compat import mesh_tensorflow
 
 mtf = mesh_tensorflow()
@@ -324,26 +324,89 @@ def elementwise(fn: Callable, x: Any, name: str) -> Any:
 
 class _BlockOperation(_SlicewiseWithWeights):
     """A slicewise op whose function also gets the ``BlockContext`` of its
-    first input: where the block lies, and its peers (halo exchange)."""
+    first input (or of its output): where the block lies, and its peers
+    (halo exchange)."""
 
     def __init__(self, fn: Callable, inputs: list, output_shape: Any, block_dims: list[str],
-                 size_dims: list[str], name: str):
+                 size_dims: list[str], name: str, context_of_output: bool = False):
         dims = {d.name: d for t in inputs for d in t.shape.dims}
         dims.update({d.name: d for d in output_shape.dims})
         super().__init__(fn, inputs, [output_shape], [inputs[0].dtype], list(dims.values()), name=name)
         self._block_dims, self._size_dims = block_dims, size_dims
+        self._context_shape = output_shape if context_of_output else inputs[0].shape
 
     def run(self, mesh_impl: Any, slices: list[tf.Tensor]) -> tf.Tensor:
-        context = BlockContext(mesh_impl, self.inputs[0].shape, self._block_dims, self._size_dims)
+        context = BlockContext(mesh_impl, self._context_shape, self._block_dims, self._size_dims)
         return self._tf_fn(context, *slices)
 
 
 def block_operation(fn: Callable, inputs: list, output_shape: Any, block_dims: list[str], size_dims: list[str],
-                    name: str) -> Any:
+                    name: str, context_of_output: bool = False) -> Any:
     """``fn(context, *slices)`` on each process's block of ``inputs[0]``
     (and its slices of the other inputs), where ``context`` is the
     ``parallel.blocks.BlockContext`` of the block along ``block_dims`` /
-    ``size_dims``. Collectives inside ``fn`` are differentiated by
-    TensorFlow; weights among the inputs get their gradients summed as in
+    ``size_dims`` (of the output's block with ``context_of_output``).
+    Collectives inside ``fn`` are differentiated by TensorFlow; weights
+    among the inputs get their gradients summed as in
     ``slicewise_with_weights``."""
-    return _BlockOperation(fn, inputs, mtf.convert_to_shape(output_shape), block_dims, size_dims, name).outputs[0]
+    return _BlockOperation(fn, inputs, mtf.convert_to_shape(output_shape), block_dims, size_dims, name,
+                           context_of_output).outputs[0]
+
+
+def whole_dim(size_dim: str) -> str:
+    """The name a gathered split dimension's blocks dimension takes (size 1,
+    on no mesh axis, so the tensor is replicated along it)."""
+    return f"{size_dim}_whole"
+
+
+def gather_odd_blocks(x: Any, split_dims: dict[str, str], name: str) -> Any:
+    """``x`` with every split dimension whose blocks have an odd number of
+    planes gathered whole, for a layer that halves it (a pooling, a stride-2
+    convolution): [.., blocks_i, .., n_i, ..] -> [.., 1, .., blocks_i·n_i, ..].
+    ``split_dims`` maps each split dimension's planes dimension to its
+    blocks dimension (in ``input_shapes``). The layers after it run
+    replicated along that dimension (``split_like`` cuts it back into blocks)."""
+    size_dims = list(split_dims)
+    for i, size_dim in enumerate(size_dims):
+        block_dims = [_current_blocks(x, d, split_dims[d]) for d in size_dims]
+        names = x.shape.dimension_names
+        blocks_at, planes_at = names.index(block_dims[i]), names.index(size_dim)
+        blocks, planes = x.shape.dims[blocks_at], x.shape.dims[planes_at]
+        if blocks.size == 1 or planes.size % 2 == 0:
+            continue
+        out = list(x.shape.dims)
+        out[blocks_at] = mtf.Dimension(whole_dim(size_dim), 1)
+        out[planes_at] = mtf.Dimension(size_dim, planes.size * blocks.size)
+        x = block_operation(lambda context, block, i=i: gather_axis(context, block, context.axes[i]), [x],
+                            mtf.Shape(out), block_dims, size_dims, f"{name}_gather_{size_dim}")
+    return x
+
+
+def split_like(x: Any, like: Any, split_dims: dict[str, str], name: str) -> Any:
+    """``x`` cut back into the blocks of ``like`` along every split dimension
+    that ``gather_odd_blocks`` made whole in ``x`` but ``like`` keeps split:
+    each process keeps its own block. The gradient of the whole is each
+    process's block gradient, zero elsewhere, summed over the axis (the
+    replicated weight rule of ``slicewise_with_weights``)."""
+    size_dims = list(split_dims)
+    for i, size_dim in enumerate(size_dims):
+        target = like.shape.get_dim_by_name(_current_blocks(like, size_dim, split_dims[size_dim]))
+        current = _current_blocks(x, size_dim, split_dims[size_dim])
+        if current != whole_dim(size_dim) or target.size == 1:
+            continue
+        names = x.shape.dimension_names
+        out = list(x.shape.dims)
+        out[names.index(current)] = target
+        planes_at = names.index(size_dim)
+        out[planes_at] = mtf.Dimension(size_dim, out[planes_at].size // target.size)
+        block_dims = [_current_blocks(x, d, split_dims[d]) for d in size_dims]
+        block_dims[i] = target.name
+        x = block_operation(lambda context, whole, i=i: own_part(context, whole, context.axes[i]), [x],
+                            mtf.Shape(out), block_dims, size_dims, f"{name}_split_{size_dim}",
+                            context_of_output=True)
+    return x
+
+
+def _current_blocks(x: Any, size_dim: str, blocks_dim: str) -> str:
+    """The blocks dimension of split dimension ``size_dim`` in ``x``: its own, or the whole one."""
+    return whole_dim(size_dim) if whole_dim(size_dim) in x.shape.dimension_names else blocks_dim

@@ -8,9 +8,12 @@ split model must be as accurate as the unsplit one.
 
 The model is small but has every layer kind of the full one, and ASPP rates
 (2, 3) wider than the 2-row blocks of a 2-way height split at 64x96, so
-halos come from blocks further away.
+halos come from blocks further away. Fields whose blocks cannot be halved
+four times are gathered on the way down and cut back into blocks on the way
+up (at 64x48 split 1x2 before the last halving; at 48x96 split 8x1 before
+the second, so that the decoder's low-level features are whole too).
 
-Usage: mpi_deepcam_mesh_equivalence.py DxH OUT.json
+Usage: mpi_deepcam_mesh_equivalence.py DxH OUT.json [HEIGHTxWIDTH, default 64x96]
 """
 import json
 import sys
@@ -29,9 +32,10 @@ from tests.conftest import REPO  # noqa: E402
 from tests.mesh_harness import run_mesh_model  # noqa: E402
 
 split, out_path = parse_split(sys.argv[1]), sys.argv[2]
+field = [int(n) for n in (sys.argv[3] if len(sys.argv) > 3 else "64x96").split("x")]
 benchmark = DeepCAM()
 config = benchmark.load_config(REPO / "deepcam" / "configs" / "mini.yaml", {
-    "data.sample_shape": [64, 96, 4], "model.entry_channels": [4, 8], "model.block_channels": [8, 12, 16],
+    "data.sample_shape": field + [4], "model.entry_channels": [4, 8], "model.block_channels": [8, 12, 16],
     "model.n_middle_blocks": 1, "model.exit_channels": [16, 16, 16, 24], "model.aspp_channels": 8,
     "model.aspp_rates": [2, 3], "model.low_level_channels": 4, "model.decoder_channels": 8,
     "data.batch_size": 2})

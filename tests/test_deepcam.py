@@ -276,11 +276,11 @@ def test_a_label_outside_the_classes_is_one_clear_error(tmp_path):
     assert_one_error_line(cli(*args), "s001.h5", "label value 7", "0..2")
 
 
-def test_a_split_the_blocks_cannot_take_is_refused_before_training(tmp_path):
-    # As the first of 2 ranks mpirun started: the refusal comes before MPI starts.
-    result = cli("train", "deepcam", "--layout", "spatial", "--spatial", "1x2", "--data", str(tmp_path),
-                 env={"OMPI_COMM_WORLD_SIZE": "2", "OMPI_COMM_WORLD_RANK": "0"})
-    assert_one_error_line(result, "width 144 split 2 ways (blocks of 72)", "output stride 16")
+def test_a_split_that_does_not_divide_the_field_is_refused_before_training(tmp_path):
+    # As the first of 5 ranks mpirun started: the refusal comes before MPI starts.
+    result = cli("train", "deepcam", "--layout", "spatial", "--spatial", "1x5", "--data", str(tmp_path),
+                 env={"OMPI_COMM_WORLD_SIZE": "5", "OMPI_COMM_WORLD_RANK": "0"})
+    assert_one_error_line(result, "split 5 does not divide the width 144", "choose a split")
 
 
 # --- the mini run --------------------------------------------------------------

@@ -15,13 +15,19 @@ pytestmark = [pytest.mark.slow, pytest.mark.mpi]
 BOUND = 1e-5
 
 
-@pytest.mark.parametrize("split", ["2x1", "1x2"])
-def test_split_model_equals_the_unsplit_model_including_atrous_layers(split, tmp_path):
+@pytest.mark.parametrize("split, field", [
+    ("2x1", "64x96"),       # ASPP halos deeper than the 2-row blocks
+    ("1x2", "64x48"),       # blocks of 3 columns gathered before the last halving
+    ("8x1", "48x96"),       # gathered before the second: the low-level features are whole too
+])
+def test_split_model_equals_the_unsplit_model_including_atrous_layers(split, field, tmp_path):
     out = tmp_path / "equivalence.json"
-    result = mpirun_python(2, str(REPO / "tests" / "mpi_deepcam_mesh_equivalence.py"), split, str(out), timeout=600)
+    processes = int(split[0]) * int(split[2])
+    result = mpirun_python(processes, str(REPO / "tests" / "mpi_deepcam_mesh_equivalence.py"), split, str(out),
+                           field, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     r = json.loads(out.read_text())
-    assert r["processes"] == 2 and max(r["dilations"]) == 3
+    assert r["processes"] == processes and max(r["dilations"]) == 3
     mesh, keras = r["mesh"], r["keras"]
     # As exact as the unsplit float32 model (itself ~1e-5 from float64 on
     # this 60-layer network) and within 1e-5 of float64 where Keras is.
