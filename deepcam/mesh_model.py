@@ -7,8 +7,7 @@ on the mesh, ``batch`` is each group's local batch. Every convolution first
 takes halos of ``dilation * (kernel // 2)`` rows and columns from the
 neighbouring blocks in one point-to-point exchange (several blocks away when
 the halo is wider than a block, as for the ASPP's atrous rates), then runs
-unpadded on its block; the
-transposed convolutions take a one-pixel halo. Blocks too small to halve
+unpadded on its block; the transposed convolutions take a one-pixel halo. Blocks too small to halve
 (an odd number of rows or columns before a stride-2 layer) are gathered
 whole along that dimension, and the decoder cuts them back into blocks, so
 any split that divides the field runs. Batch norm statistics are sums
@@ -58,7 +57,7 @@ class DeepCAMMesh:
         self.split = split
         self.sample_shape = list(config.data.sample_shape)
         check_shape(*self.sample_shape[:2], split)
-        self.weights: dict[str, np.ndarray] = {}        # Keras initial values, by weight name
+        self.weights: dict[str, np.ndarray] = {}        # Keras initial values by name, while ``forward`` builds
         self.training = False                            # which pass ``forward`` is building
         self._keras_names: list[str] = []
         self._state_updates: list = []
@@ -89,34 +88,37 @@ class DeepCAMMesh:
             dims = [mtf.Dimension(CHANNELS, value.shape[0])]
         return mtf.get_variable(mesh, name, dims, initializer=fed_initializer(value), trainable=trainable)
 
-    def _halo(self, x: Any, halo: int) -> Any:
-        """``x`` with ``halo`` rows and columns of the neighbouring blocks
-        (zeros beyond the field) on each side: one point-to-point exchange."""
+    def _with_halo(self, fn: Any, x: Any, weights: list, halo: int, output_shape: Any, name: str) -> Any:
+        """``fn(block, *weights)`` on each block of ``x`` extended by ``halo``
+        rows and columns of the neighbouring blocks (zeros beyond the field),
+        taken in one point-to-point exchange: one block operation per layer."""
         if halo == 0:
-            return x
-        return block_operation(lambda context, block: exchange_halos(context, block, halo), [x],
-                               self._out_shape(x, 1, x.shape.dims[-1].size, pad=2 * halo),
-                               [d.name for d in x.shape.dims[2:4]], [H, W], "halo")
+            return slicewise_with_weights(fn, [x] + weights, output_shape, name)
 
-    def _out_shape(self, x: Any, scale: float, channels: int, pad: int = 0) -> Any:
+        def run(context: Any, block: tf.Tensor, *w: tf.Tensor) -> tf.Tensor:
+            return fn(exchange_halos(context, block, halo), *w)
+
+        return block_operation(run, [x] + weights, output_shape, [d.name for d in x.shape.dims[2:4]], [H, W], name)
+
+    def _out_shape(self, x: Any, scale: float, channels: int) -> Any:
         dims = x.shape.dims
-        return mtf.Shape(dims[:4] + [mtf.Dimension(H, int(dims[4].size * scale) + pad),
-                                     mtf.Dimension(W, int(dims[5].size * scale) + pad),
+        return mtf.Shape(dims[:4] + [mtf.Dimension(H, int(dims[4].size * scale)),
+                                     mtf.Dimension(W, int(dims[5].size * scale)),
                                      mtf.Dimension(CHANNELS, channels)])
 
     def conv(self, x: Any, name: str, stride: int = 1, dilation: int = 1) -> Any:
         """A convolution, with a bias where the Keras layer has one."""
         kernel = self.weights[f"{name}/kernel"]
-        halo = dilation * (kernel.shape[0] // 2)
-        inputs = [self._halo(x, halo), self._weight(x.mesh, f"{name}/kernel", kernel)]
+        weights = [self._weight(x.mesh, f"{name}/kernel", kernel)]
         if f"{name}/bias" in self.weights:
-            inputs.append(self._weight(x.mesh, f"{name}/bias", self.weights[f"{name}/bias"]))
+            weights.append(self._weight(x.mesh, f"{name}/bias", self.weights[f"{name}/bias"]))
 
         def fn(block, kernel, *bias):
             y = tf.nn.conv2d(_nhwc(block), kernel, stride, "VALID", dilations=dilation)
             return _blocked(y + bias[0] if bias else y)
 
-        return slicewise_with_weights(fn, inputs, self._out_shape(x, 1 / stride, kernel.shape[-1]), name)
+        return self._with_halo(fn, x, weights, dilation * (kernel.shape[0] // 2),
+                               self._out_shape(x, 1 / stride, kernel.shape[-1]), name)
 
     def depthwise(self, x: Any, name: str, stride: int = 1, dilation: int = 1) -> Any:
         kernel = self.weights[f"{name}/depthwise_kernel"]
@@ -126,18 +128,17 @@ class DeepCAMMesh:
             return _blocked(tf.nn.depthwise_conv2d(_nhwc(block), kernel, [1, stride, stride, 1], "VALID",
                                                    dilations=[dilation, dilation]))
 
-        return slicewise_with_weights(fn, [self._halo(x, dilation), k],
-                                      self._out_shape(x, 1 / stride, kernel.shape[2]), name)
+        return self._with_halo(fn, x, [k], dilation, self._out_shape(x, 1 / stride, kernel.shape[2]), name)
 
     def transposed(self, x: Any, name: str) -> Any:
         """The bias-free 2x transposed convolution."""
         kernel = self.weights[f"{name}/kernel"]
-        inputs = [self._halo(x, 1), self._weight(x.mesh, f"{name}/kernel", kernel)]
+        k = self._weight(x.mesh, f"{name}/kernel", kernel)
 
         def fn(block, kernel):
             return _blocked(keras_model.transposed_conv_2x(_nhwc(block), kernel, None, crop_left=1))
 
-        return slicewise_with_weights(fn, inputs, self._out_shape(x, 2, kernel.shape[2]), name)
+        return self._with_halo(fn, x, [k], 1, self._out_shape(x, 2, kernel.shape[2]), name)
 
     def batch_norm(self, x: Any, name: str) -> Any:
         """Batch norm over each group's batch and every block of its samples.
@@ -243,7 +244,9 @@ class DeepCAMMesh:
         x = relu(self.batch_norm(self.conv(x, "decoder_conv2"), "decoder_bn2"))
         x = self.conv(x, "decoder_conv3")
         x = relu(self.batch_norm(self.transposed(x, "decoder_up3"), "decoder_up3_bn"))
-        return split_like(self.transposed(x, "logits"), fields, SPLIT_DIMS, "logits")
+        logits = split_like(self.transposed(x, "logits"), fields, SPLIT_DIMS, "logits")
+        self.weights = {}        # the variables hold them now (full size: 220 MB for the full model)
+        return logits
 
     def _image_pool(self, x: Any) -> Any:
         """Global average over every block, a 1x1 conv, affine, ReLU, broadcast."""

@@ -182,13 +182,14 @@ class MeshTrainer:
             # those of the real samples, the layout then adds the groups'.
             self.eval_op = tf.reshape(lowering.tensors[errors].to_laid_out_tensor().one_slice, [-1])
             self.values_per_sample = values_per_sample
-            self.export_op = lowering.copy_slices_to_masters()
-            self.masters = {v.name: v.get_master() for v in mesh_graph.all_variables}
-            initialise = tf.compat.v1.global_variables_initializer()
-            copy_in = lowering.copy_masters_to_slices()
+            self.full_values = {v.name: lowering.variables[v].full_value for v in mesh_graph.all_variables}
+            # Every variable but Mesh TF's full-size masters, which stay
+            # uninitialised and empty (see HorovodMeshImpl.LaidOutVariable).
+            masters = {v.get_master().name for v in mesh_graph.all_variables}
+            initialise = tf.compat.v1.variables_initializer(
+                [v for v in tf.compat.v1.global_variables() if v.name not in masters])
         self.session = tf.compat.v1.Session(graph=self.graph)
         self.session.run(initialise, initial_feed(self.graph))
-        self.session.run(copy_in)
         # The initial values were fed once; the graph need not keep them.
         self.graph.clear_collection(INITIAL_VALUES)
 
@@ -223,8 +224,7 @@ class MeshTrainer:
 
     def weights(self) -> list[np.ndarray]:
         """The full model's weights in Keras order (a collective: every rank calls it)."""
-        self.session.run(self.export_op)
-        return self.model.keras_weights(self.session.run(self.masters))
+        return self.model.keras_weights(self.session.run(self.full_values))
 
     def save_weights(self, path: str | Path) -> None:
         weights = self.weights()
