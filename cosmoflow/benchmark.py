@@ -36,6 +36,18 @@ def learning_rate_at(epoch: int, base_lr: float, peak_lr: float, n_warmup_epochs
     return peak_lr * (decay_schedule[max(passed)] if passed else 1.0)
 
 
+def schedule_epochs(config: CosmoFlowConfig, global_batch: int) -> tuple[int, dict[int, float]]:
+    """Warmup epochs and decay boundaries (epoch -> factor) at this global
+    batch: as configured, or stretched by global/base batch when the
+    schedule is set to stretch with the batch."""
+    s = config.lr_schedule
+    if not s.stretch_with_batch:
+        return s.n_warmup_epochs, dict(s.decay_schedule)
+    stretch = global_batch / s.base_batch_size
+    return (round(s.n_warmup_epochs * stretch),
+            {max(1, round(epoch * stretch)): factor for epoch, factor in s.decay_schedule.items()})
+
+
 class CosmoFlow(Benchmark):
     """The reference model, SGD with the reference schedule, MSE loss, MAE metric."""
 
@@ -67,20 +79,19 @@ class CosmoFlow(Benchmark):
         return peak_learning_rate(s.base_lr, s.base_batch_size, s.scaling, global_batch)
 
     def learning_rate(self, config: CosmoFlowConfig, epoch: int, step: int, global_batch: int) -> float:
-        s = config.lr_schedule
-        return learning_rate_at(epoch, s.base_lr, self._peak(config, global_batch), s.n_warmup_epochs,
-                                s.decay_schedule)
+        warmup, decays = schedule_epochs(config, global_batch)
+        return learning_rate_at(epoch, config.lr_schedule.base_lr, self._peak(config, global_batch), warmup, decays)
 
     def hyperparameters(self, config: CosmoFlowConfig, global_batch: int, ranks_per_sample: int) -> dict[str, Any]:
-        s = config.lr_schedule
-        boundaries = sorted(s.decay_schedule)
+        warmup, decays = schedule_epochs(config, global_batch)
+        boundaries = sorted(decays)
         values = {
             keys.OPT_NAME: "sgd",
             keys.OPT_BASE_LR: self._peak(config, global_batch),
-            keys.OPT_LR_WARMUP_EPOCHS: s.n_warmup_epochs,
-            keys.OPT_LR_WARMUP_FACTOR: self._peak(config, global_batch) / s.base_lr,
+            keys.OPT_LR_WARMUP_EPOCHS: warmup,
+            keys.OPT_LR_WARMUP_FACTOR: self._peak(config, global_batch) / config.lr_schedule.base_lr,
             keys.OPT_LR_DECAY_BOUNDARY_EPOCHS: boundaries,
-            keys.OPT_LR_DECAY_FACTOR: [s.decay_schedule[b] for b in boundaries],
+            keys.OPT_LR_DECAY_FACTOR: [decays[b] for b in boundaries],
             mllogging.DROPOUT: config.model.dropout,
         }
         if config.model.l2 > 0:

@@ -52,6 +52,12 @@ class LRScheduleConfig:
     # epoch -> factor of the peak rate from the epoch after it on
     decay_schedule: dict[int, float] = ranged(factory=lambda: {32: 0.25, 64: 0.125}, above=0, maximum=1,
                                               keys=base.Valid(minimum=1))
+    # When true, warmup and decay epochs are given at base_batch_size and
+    # stretch with the global batch (x global/base), so that they fall at
+    # the same optimizer step at any batch. Small models that need a fixed
+    # number of steps converge for every batch this way; the stretched
+    # epochs are what the log records.
+    stretch_with_batch: bool = False
 
 
 @dataclass

@@ -2,7 +2,8 @@
 runs of each are long). Each run is the real command line (``mlperf-hpc
 train``, under mpirun for the parallel layouts) on the mini config and its
 dataset; the table gives, per layout, the runs that reached the target and
-the epochs they took (mean, min, max), and the time to train.
+the epochs they took (mean, min, max), and the time to train; --json keeps
+every run with its validation error per epoch.
 
     .venv/bin/python tests/benchmarks/convergence_seeds.py [--benchmark cosmoflow] [--seeds 10]
         [--layouts single,data,hybrid:2x1] [--set lr_schedule.scaling=sqrt ...]
@@ -45,7 +46,9 @@ def run(benchmark: str, layout: str, seed: int, data: Path, settings: list[str],
     starts = [r["time_ms"] for r in records if r["key"] == "run_start"]
     stops = [r["time_ms"] for r in records if r["key"] == "run_stop"]
     epochs = sum(1 for r in records if r["key"] == "epoch_stop")
+    curve = [round(r["value"], 4) for r in records if r["key"] == "eval_error"]
     return {"layout": layout, "seed": seed, "exit": result.returncode, "status": status, "epochs": epochs,
+            "eval_error": curve,
             "minutes": (stops[0] - starts[0]) / 60000 if starts and stops else None,
             "wall_s": time.monotonic() - start, "error": result.stderr.strip().splitlines()[-1:] if result.returncode
             not in (0, 3) else []}
