@@ -7,14 +7,14 @@ on the mesh, ``batch`` is each group's local batch. Every convolution first
 takes halos of ``dilation * (kernel // 2)`` rows and columns from the
 neighbouring blocks in one point-to-point exchange (several blocks away when
 the halo is wider than a block, as for the ASPP's atrous rates), then runs
-unpadded on its block; the transposed convolutions take a one-pixel halo. Blocks too small to halve
-(an odd number of rows or columns before a stride-2 layer) are gathered
-whole along that dimension, and the decoder cuts them back into blocks, so
-any split that divides the field runs. Batch norm statistics are sums
-over the blocks of a group, so they equal the unsplit model's per replica;
-the ASPP's image pooling averages over all blocks. Kernels are replicated:
-their gradients are summed over blocks and groups
-(``parallel.spmd_mesh.slicewise_with_weights``).
+unpadded on its block; the transposed convolutions take a one-pixel halo.
+Blocks too small to halve (an odd number of rows or columns before a
+stride-2 layer) are gathered whole along that dimension, and the decoder
+cuts them back into blocks, so any split that divides the field runs.
+Batch norm statistics are sums over the blocks of a group, so they equal
+the unsplit model's per replica; the ASPP's image pooling averages over all
+blocks. Kernels are replicated: their gradients are summed over blocks and
+groups (``parallel.spmd_mesh.slicewise_with_weights``).
 """
 from __future__ import annotations
 
@@ -218,7 +218,8 @@ class DeepCAMMesh:
         x = gather_odd_blocks(x, SPLIT_DIMS, "entry_block1")
         x = relu(self.xception_block(x, 2, stride=2, end_with_relu=False, name="entry_block1"))
         low_level = x
-        x = self.xception_block(gather_odd_blocks(x, SPLIT_DIMS, "entry_block2"), 2, stride=2, name="entry_block2")
+        x = gather_odd_blocks(x, SPLIT_DIMS, "entry_block2")
+        x = self.xception_block(x, 2, stride=2, name="entry_block2")
         x = gather_odd_blocks(x, SPLIT_DIMS, "entry_block3")
         x = self.xception_block(x, 2, stride=2, is_last=True, name="entry_block3")
         for i in range(m.n_middle_blocks):
