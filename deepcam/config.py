@@ -100,4 +100,4 @@ def check_shape(height: int, width: int, split: tuple[int, int] = (1, 1)) -> Non
             raise HarnessError(f"the split {parts} does not divide the {axis} {size}: choose a split that does")
         if size % OUTPUT_STRIDE:
             raise HarnessError(f"{axis} {size} is not a multiple of the output stride {OUTPUT_STRIDE}: "
-                               f"use a multiple of {OUTPUT_STRIDE}")
+                               f"use sides that are multiples of {OUTPUT_STRIDE}")
