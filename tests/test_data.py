@@ -178,7 +178,7 @@ def test_cli_sample_of_wrong_shape(tmp_path, tiny_data):
 def test_staging_sits_where_the_config_puts_it_and_starts_the_run_on_disk(tmp_path, tiny_data, placement, order):
     import json
     config = write_config(tmp_path / "c.yaml", tiny_data, data={"n_train": 32, "n_valid": 32, "n_epochs": 1,
-                                                                 "staging": placement}, train={"target": 0.9})
+                                                                 "staging": placement}, train={"target": 5.0})
     stage_dir = tmp_path / "node-local"
     result = cli("train", "cosmoflow", "--config", str(config), "--stage-dir", str(stage_dir),
                  "--log", str(tmp_path / "run.log"))

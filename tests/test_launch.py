@@ -277,7 +277,7 @@ def _local_env(tmp_path):
 @pytest.mark.mpi
 def test_local_two_rank_sweep_runs_and_is_collected(tmp_path, tiny_data):
     config = write_config(tmp_path / "c.yaml", tiny_data, data={"n_train": 32, "n_valid": 32, "n_epochs": 2},
-                          train={"target": 0.9})
+                          train={"target": 5.0})  # reached by any first epoch
     sweep = cli("launch", "sweep", "--system", "local", "--nodes", "1", "--ppn", "2", "--layouts", "data",
                 "--config", str(config), "--seed", "3", "--job-dir", str(tmp_path / "sw"), env=_local_env(tmp_path),
                 timeout=600)
@@ -301,7 +301,7 @@ def test_local_two_rank_sweep_runs_and_is_collected(tmp_path, tiny_data):
 @pytest.mark.mpi
 def test_local_weak_scaling_job_of_two_instances(tmp_path, tiny_data):
     config = write_config(tmp_path / "c.yaml", tiny_data, data={"n_train": 32, "n_valid": 32, "n_epochs": 2},
-                          train={"target": 0.9})
+                          train={"target": 5.0})  # reached by any first epoch
     job_dir = tmp_path / "weak"
     submit = cli("launch", "submit", "--system", "local", "--nodes", "1", "--ppn", "1", "--instances", "2",
                  "--config", str(config), "--seed", "10", "--job-dir", str(job_dir), env=_local_env(tmp_path),
