@@ -126,9 +126,11 @@ class CosmoFlowMesh:
         halo = self.kernel_size // 2
 
         def fn(context: BlockContext, block: tf.Tensor, kernel: tf.Tensor, bias: tf.Tensor) -> tf.Tensor:
-            extended = exchange_halos(context, block, halo)                      # d, h from the neighbours
-            extended = tf.pad(extended, [[0, 0]] * 5 + [[halo, halo], [0, 0]])  # w is never split
-            volumes = tf.reshape(extended, [-1] + extended.shape.as_list()[3:])
+            def batch_of_volumes(extended: tf.Tensor) -> tf.Tensor:
+                extended = tf.pad(extended, [[0, 0]] * 5 + [[halo, halo], [0, 0]])  # w is never split
+                return tf.reshape(extended, [-1] + extended.shape.as_list()[3:])
+
+            volumes = exchange_halos(context, block, halo, prepare=batch_of_volumes)  # d, h from the neighbours
             y = tf.nn.bias_add(tf.nn.conv3d(volumes, kernel, [1] * 5, "VALID"), bias)
             return tf.reshape(y, block.shape.as_list()[:-1] + [y.shape[-1]])
 

@@ -89,14 +89,15 @@ class DeepCAMMesh:
         return mtf.get_variable(mesh, name, dims, initializer=fed_initializer(value), trainable=trainable)
 
     def _with_halo(self, fn: Any, x: Any, weights: list, halo: int, output_shape: Any, name: str) -> Any:
-        """``fn(block, *weights)`` on each block of ``x`` extended by ``halo``
+        """``fn(image, *weights)`` on each block of ``x`` extended by ``halo``
         rows and columns of the neighbouring blocks (zeros beyond the field),
-        taken in one point-to-point exchange: one block operation per layer."""
+        taken in one point-to-point exchange, as an NHWC ``image``: one block
+        operation per layer."""
         if halo == 0:
-            return slicewise_with_weights(fn, [x] + weights, output_shape, name)
+            return slicewise_with_weights(lambda block, *w: fn(_nhwc(block), *w), [x] + weights, output_shape, name)
 
         def run(context: Any, block: tf.Tensor, *w: tf.Tensor) -> tf.Tensor:
-            return fn(exchange_halos(context, block, halo), *w)
+            return fn(exchange_halos(context, block, halo, prepare=_nhwc), *w)
 
         return block_operation(run, [x] + weights, output_shape, [d.name for d in x.shape.dims[2:4]], [H, W], name)
 
@@ -113,8 +114,8 @@ class DeepCAMMesh:
         if f"{name}/bias" in self.weights:
             weights.append(self._weight(x.mesh, f"{name}/bias", self.weights[f"{name}/bias"]))
 
-        def fn(block, kernel, *bias):
-            y = tf.nn.conv2d(_nhwc(block), kernel, stride, "VALID", dilations=dilation)
+        def fn(image, kernel, *bias):
+            y = tf.nn.conv2d(image, kernel, stride, "VALID", dilations=dilation)
             return _blocked(y + bias[0] if bias else y)
 
         return self._with_halo(fn, x, weights, dilation * (kernel.shape[0] // 2),
@@ -124,8 +125,8 @@ class DeepCAMMesh:
         kernel = self.weights[f"{name}/depthwise_kernel"]
         k = self._weight(x.mesh, f"{name}/depthwise_kernel", kernel)
 
-        def fn(block, kernel):
-            return _blocked(tf.nn.depthwise_conv2d(_nhwc(block), kernel, [1, stride, stride, 1], "VALID",
+        def fn(image, kernel):
+            return _blocked(tf.nn.depthwise_conv2d(image, kernel, [1, stride, stride, 1], "VALID",
                                                    dilations=[dilation, dilation]))
 
         return self._with_halo(fn, x, [k], dilation, self._out_shape(x, 1 / stride, kernel.shape[2]), name)
@@ -135,8 +136,8 @@ class DeepCAMMesh:
         kernel = self.weights[f"{name}/kernel"]
         k = self._weight(x.mesh, f"{name}/kernel", kernel)
 
-        def fn(block, kernel):
-            return _blocked(keras_model.transposed_conv_2x(_nhwc(block), kernel, None, crop_left=1))
+        def fn(image, kernel):
+            return _blocked(keras_model.transposed_conv_2x(image, kernel, None, crop_left=1))
 
         return self._with_halo(fn, x, [k], 1, self._out_shape(x, 2, kernel.shape[2]), name)
 

@@ -14,18 +14,30 @@ exactly the planes that neighbour needs (corners included, and several blocks
 deep when the halo is wider than a block), so the bytes a process moves do
 not grow with the number of blocks. Its gradient is the alltoall run
 backwards, which returns each halo's gradient to the block it came from.
+
+The extended block (block plus halos) is what a convolution's kernel
+gradient reads, but it copies tensors the step keeps anyway: the block
+(its producer's gradient keeps it: a ReLU's or a pooling's output) and the
+received planes (small). So the backward pass rebuilds it
+(``REBUILT_IN_BACKWARD``) instead of keeping a second copy of every
+activation from the forward pass: at 4x1 that took CosmoFlow 128^3's peak
+per process from 0.47-0.53x to 0.41x of the unsplit model's.
 """
 from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import tensorflow.compat.v1 as tf
 
 from parallel.mtf_compat import mesh_tensorflow
 
 mtf = mesh_tensorflow()
+
+# Graph collection of (tensor, function that builds it again) for tensors the
+# gradient should rebuild rather than keep from the forward pass.
+REBUILT_IN_BACKWARD = "mlperf_hpc_rebuilt_in_backward"
 
 
 @dataclass(frozen=True)
@@ -89,15 +101,19 @@ def _overlap(first: tuple[int, int], second: tuple[int, int]) -> tuple[int, int]
     return max(first[0], second[0]), min(first[1], second[1])
 
 
-def exchange_halos(context: BlockContext, block: tf.Tensor, halo: int) -> tf.Tensor:
-    """The block with ``halo`` planes of its neighbours on both sides of each
-    of the context's axes: [.., n_0 + 2·halo, .., n_1 + 2·halo, ..].
+def exchange_halos(context: BlockContext, block: tf.Tensor, halo: int,
+                   prepare: Callable[[tf.Tensor], tf.Tensor] = tf.identity) -> tf.Tensor:
+    """``prepare`` applied to the block extended by ``halo`` planes of its
+    neighbours on both sides of each of the context's axes:
+    [.., n_0 + 2·halo, .., n_1 + 2·halo, ..] before ``prepare``.
 
     Planes outside the volume (the global boundary, and both sides of an
     unsplit axis) are zeros, as a SAME convolution pads. One alltoall moves
-    every neighbour's planes, corners included."""
+    every neighbour's planes, corners included. ``prepare`` is the cheap
+    reshaping (a reshape, zero padding) into the tensor the layer's op
+    reads: the backward pass rebuilds exactly that tensor."""
     if halo == 0:
-        return block
+        return prepare(block)
     axes = context.axes
     me = context.coordinates
 
@@ -158,7 +174,9 @@ def exchange_halos(context: BlockContext, block: tf.Tensor, halo: int) -> tf.Ten
         start = [lo for lo, _ in receives[source]]
         return piece(received[source], ranges, start)
 
-    return assemble(0, [])
+    extended = prepare(assemble(0, []))
+    tf.add_to_collection(REBUILT_IN_BACKWARD, (extended, lambda: prepare(assemble(0, []))))
+    return extended
 
 
 def _alltoall_pieces(context: BlockContext, block: tf.Tensor, sends: list[tf.Tensor | None],

@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 import tensorflow.compat.v1 as tf
 
-from parallel.blocks import BlockContext, gather_axis, move_axis, own_part
+from parallel.blocks import REBUILT_IN_BACKWARD, BlockContext, gather_axis, move_axis, own_part
 from parallel.mtf_compat import mesh_tensorflow
 
 mtf = mesh_tensorflow()
@@ -271,7 +271,13 @@ class _SlicewiseWithWeights(mtf.SlicewiseOperation):
         # variance is computed from its mean), which Mesh TF adds again.
         self.local_inputs = [tf.identity(lowering.tensors[x].to_laid_out_tensor().one_slice) for x in self.inputs]
         impl = lowering.mesh_impl(self)
+        rebuilt = tf.get_collection_ref(REBUILT_IN_BACKWARD)
+        first = len(rebuilt)
         lowering.set_tensor_lowering(self.outputs[0], impl.LaidOutTensor([self.run(impl, self.local_inputs)]))
+        # Tensors of this op to rebuild in its gradient, with the ops that
+        # use them in the forward pass (the only ones that may keep them).
+        self.rebuilt = [(t, build, set(t.consumers())) for t, build in rebuilt[first:]]
+        del rebuilt[first:]
 
     def run(self, mesh_impl: Any, slices: list[tf.Tensor]) -> tf.Tensor:
         return self._tf_fn(*slices)
@@ -301,8 +307,10 @@ class _SummedSliceGradients(mtf.Operation):
         def split_axes(tensor):
             return {axis for axis in impl.tensor_layout(tensor).tensor_axis_to_mesh_axis if axis is not None}
 
-        grads = tf.gradients(ys=local(forward.outputs), xs=forward.local_inputs, grad_ys=local(self._grad_ys),
+        grad_ys = local(self._grad_ys)
+        grads = tf.gradients(ys=local(forward.outputs), xs=forward.local_inputs, grad_ys=grad_ys,
                              unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        _rebuild_for_gradient(forward.rebuilt, grad_ys)
         output_axes = set().union(*(split_axes(y) for y in forward.outputs))
         for out, grad, x in zip(self.outputs, grads, forward.inputs):
             laid_out = impl.LaidOutTensor([grad])
@@ -310,6 +318,23 @@ class _SummedSliceGradients(mtf.Operation):
             if missing:
                 laid_out = impl.allreduce(laid_out, missing, "SUM")
             lowering.set_tensor_lowering(out, laid_out)
+
+
+def _rebuild_for_gradient(rebuilt: list, grad_ys: list[tf.Tensor]) -> None:
+    """Point the gradient ops that read a forward tensor of ``rebuilt`` at a
+    copy built again once ``grad_ys`` exist, so the forward tensor is freed
+    after its forward use. The control dependency also keeps Grappler from
+    merging the copy with the forward tensor (identical ops, same inputs)."""
+    for tensor, build, forward_consumers in rebuilt:
+        backward_consumers = [op for op in tensor.consumers() if op not in forward_consumers]
+        if not backward_consumers:
+            continue
+        with tf.control_dependencies(grad_ys):
+            copy = build()
+        for op in backward_consumers:
+            for index, source in enumerate(op.inputs):
+                if source is tensor:
+                    op._update_input(index, copy)    # TF has no public API to reroute an input
 
 
 def slicewise_with_weights(fn: Callable, inputs: list, output_shape: Any, name: str) -> Any:

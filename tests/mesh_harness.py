@@ -1,7 +1,8 @@
 """What the Mesh TF equivalence scripts share: the trainer's own lowering of
 a benchmark's mesh model on this rank, started from given Keras weights and
 fed this rank's block of a batch, and the full outputs, loss and weight
-gradients of its training step (before any update)."""
+gradients of its training step (before any update), and whether that step
+keeps any halo-extended block for its backward pass."""
 from __future__ import annotations
 
 from typing import Any
@@ -16,10 +17,33 @@ from parallel.mesh import MeshParallel, MeshTrainer, named_weights
 def run_mesh_model(layout: MeshParallel, benchmark: Benchmark, config: Any, keras_model: tf.keras.Model,
                    x: np.ndarray, y: np.ndarray) -> dict:
     """``x``, ``y``: the global batch, each group's ``config.data.batch_size``
-    samples in group order. Returns {"outputs", "loss", "gradients": {name: value}}."""
+    samples in group order. Returns {"outputs", "loss", "gradients": {name:
+    value}, "halo_copies_kept"}."""
     trainer = MeshTrainer(benchmark, config, layout, seed=0, initial=named_weights(keras_model))
     local_batch = config.data.batch_size
     group = slice(layout.group * local_batch, (layout.group + 1) * local_batch)
     fetch = {"outputs": trainer.export(trainer.outputs), "loss": trainer.export(trainer.loss),
              "gradients": {v.name: trainer.export(g) for v, g in zip(trainer.variables, trainer.gradients)}}
-    return trainer.session.run(fetch, trainer.feed(x[group], y[group]))
+    return {**trainer.session.run(fetch, trainer.feed(x[group], y[group])),
+            "halo_copies_kept": halo_copies_kept(trainer.graph)}
+
+
+FILTER_GRADIENTS = {"Conv2DBackpropFilter", "Conv3DBackpropFilterV2", "DepthwiseConv2dNativeBackpropFilter"}
+
+
+def halo_copies_kept(graph: tf.Graph) -> int:
+    """Kernel gradients that read a forward pass's halo-extended block (a
+    concatenation of a block and its halos, maybe padded and reshaped)
+    rather than the copy ``parallel.spmd_mesh`` rebuilds for the backward
+    pass: each keeps a second copy of an activation alive for the step."""
+    def assembled(tensor: tf.Tensor) -> bool:
+        op = tensor.op
+        while op.type in ("Reshape", "Pad"):
+            op = op.inputs[0].op
+        return op.type == "ConcatV2"
+
+    def read_in_forward(tensor: tf.Tensor) -> bool:
+        return any("gradients" not in c.name.split("/") for c in tensor.consumers())
+
+    return sum(1 for op in graph.get_operations() if op.type in FILTER_GRADIENTS
+               for t in op.inputs if assembled(t) and read_in_forward(t))

@@ -63,6 +63,7 @@ mesh_gradients = benchmark.mesh_model(config, split).keras_weights(values["gradi
 result = {"outputs": relative(values["outputs"], keras_predictions.numpy()),
           "gradients": [relative(m, k) for m, k in zip(mesh_gradients, keras_gradients)],
           "gradient_shapes_match": all(m.shape == k.shape for m, k in zip(mesh_gradients, keras_gradients)),
+          "halo_copies_kept": values["halo_copies_kept"],
           "processes": layout.topology.size, "groups": groups}
 if layout.topology.is_root:
     with open(out_path, "w") as f:

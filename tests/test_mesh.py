@@ -34,6 +34,7 @@ def test_split_model_outputs_and_gradients_equal_the_keras_model(tmp_path, split
     assert len(diff["gradients"]) == 16                   # 5 convs + 3 dense layers, kernel and bias each
     assert diff["outputs"] <= 1e-5
     assert max(diff["gradients"]) <= 1e-5, diff["gradients"]
+    assert diff["halo_copies_kept"] == 0          # the backward pass rebuilds halo-extended blocks
 
 
 def test_hybrid_training_takes_the_same_steps_as_one_process(tmp_path, tiny_data):
