@@ -134,3 +134,20 @@ def test_spatial_layout_on_more_processes_than_the_split_points_to_hybrid(tmp_pa
                     "--log", str(tmp_path / "x.log"), timeout=120)
     assert result.returncode != 0
     assert "--layout spatial --spatial 2x1 runs on exactly 2 processes, not 4: use --layout hybrid" in result.stderr
+
+
+@pytest.mark.parametrize("benchmark", ["cosmoflow", "deepcam"])
+def test_initial_weights_follow_the_keras_initialisers_and_are_rank_zeros(tmp_path, benchmark):
+    out = tmp_path / "weights.json"
+    result = mpirun_python(2, str(REPO / "tests" / "mpi_initial_weights.py"), benchmark, str(out), timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    r = json.loads(out.read_text())
+    assert r["checksums"][0] == r["checksums"][1]                 # rank 0's, though seeded differently
+    weights = r["weights"]
+    assert [(w["name"], w["shape"]) for w in weights] == [(w["keras_name"], w["keras_shape"]) for w in weights]
+    for w in weights:
+        if w["keras_std"] == 0:                                    # zeros and ones: exactly the Keras values
+            assert w["std"] == 0 and w["mean"] == w["keras_mean"], w["name"]
+        elif w["size"] >= 1000:                                    # Glorot uniform: the same spread
+            assert w["std"] == pytest.approx(w["keras_std"], rel=0.1), w["name"]
+            assert abs(w["mean"]) < 0.2 * w["std"], w["name"]
