@@ -139,7 +139,7 @@ def initial_weights(benchmark: Benchmark, config: Any) -> list[tuple[str, np.nda
     by the Keras initialisers one weight at a time, and rank 0's on every
     rank. The model is built in a scratch graph, where its variables take no
     memory; built eagerly, its variables stayed in TensorFlow's allocator
-    pool for the whole run (DeepCAM full size: 270 MiB more peak per process)."""
+    pool for the whole run (DeepCAM full size 2x1: 218 MiB more peak per process)."""
     from mpi4py import MPI
 
     initializers = {}
