@@ -21,7 +21,7 @@ gradient reads, but it copies tensors the step keeps anyway: the block
 received planes (small). So the backward pass rebuilds it
 (``REBUILT_IN_BACKWARD``) instead of keeping a second copy of every
 activation from the forward pass: at 4x1 that took CosmoFlow 128^3's peak
-per process from 0.47-0.53x to 0.41x of the unsplit model's.
+per process from 0.47-0.53x to 0.39-0.41x of the unsplit model's.
 """
 from __future__ import annotations
 
