@@ -126,12 +126,23 @@ class CosmoFlowMesh:
         halo = self.kernel_size // 2
 
         def fn(context: BlockContext, block: tf.Tensor, kernel: tf.Tensor, bias: tf.Tensor) -> tf.Tensor:
-            def batch_of_volumes(extended: tf.Tensor) -> tf.Tensor:
-                extended = tf.pad(extended, [[0, 0]] * 5 + [[halo, halo], [0, 0]])  # w is never split
-                return tf.reshape(extended, [-1] + extended.shape.as_list()[3:])
+            def batch_of_volumes(blocked: tf.Tensor) -> tf.Tensor:
+                return tf.reshape(blocked, [-1] + blocked.shape.as_list()[3:])
 
-            volumes = exchange_halos(context, block, halo, prepare=batch_of_volumes)  # d, h from the neighbours
-            y = tf.nn.bias_add(tf.nn.conv3d(volumes, kernel, [1] * 5, "VALID"), bias)
+            def padded_volumes(extended: tf.Tensor) -> tf.Tensor:
+                return batch_of_volumes(tf.pad(extended, [[0, 0]] * 5 + [[halo, halo], [0, 0]]))  # w: never split
+
+            if context.split_axes:       # d, h from the neighbours, zeros beyond the volume
+                volumes, padding = exchange_halos(context, block, halo, prepare=padded_volumes), "VALID"
+            else:
+                # A whole sample: the convolution pads it itself, as Keras'
+                # does. oneDNN's backward kernels cost 20-60% more per layer
+                # on an explicitly padded input (CosmoFlow 128^3 1x1: 8% per
+                # step). A split keeps the explicit halos: padding only the
+                # split axes' received planes and cropping a SAME output made
+                # 4x1's step memory 0.31x of Keras' instead of 0.24x.
+                volumes, padding = batch_of_volumes(block), "SAME"
+            y = tf.nn.bias_add(tf.nn.conv3d(volumes, kernel, [1] * 5, padding), bias)
             return tf.reshape(y, block.shape.as_list()[:-1] + [y.shape[-1]])
 
         dims = x.shape.dims

@@ -91,8 +91,12 @@ class MeshParallel(DataParallel):
         # They come one after another along the forward and backward pass,
         # each waiting for Horovod's next negotiation cycle: at the default
         # 1 ms (5 ms in some builds) DeepCAM mini 2x1 ran 8.9 samples/s, at
-        # 0.1 ms 25 (Keras on the same 2 cores: 35-43).
-        os.environ.setdefault("HOROVOD_CYCLE_TIME", "0.1")
+        # 0.1 ms 25 (Keras on the same 2 cores: 35-43). An unsplit sample
+        # has no such collectives, and the short cycle costs compute: the
+        # background thread's 10,000 cycles a second took 14% of a core on
+        # an idle rank and made CosmoFlow 128^3 1x1 11% slower.
+        if self.ranks_per_sample > 1:
+            os.environ.setdefault("HOROVOD_CYCLE_TIME", "0.1")
         super().__init__(process_sets=required_process_sets(self.mesh_shape))
         self.group, *block = mtf.pnum_to_processor_coordinates(self.mesh_shape, self.topology.rank)
         self.block_coordinates: tuple[int, int] = tuple(block)      # this rank's block of each sample

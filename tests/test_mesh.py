@@ -19,10 +19,11 @@ def test_horovod_mesh_collectives_match_their_definitions(tmp_path):
         "receive_b_from_next", "halo_1", "halo_3"])
 
 
-@pytest.mark.parametrize("split", ["2x1", "1x2", "2x2", "4x1", "4x4"])
+@pytest.mark.parametrize("split", ["1x1", "2x1", "1x2", "2x2", "4x1", "4x4"])
 def test_split_model_outputs_and_gradients_equal_the_keras_model(tmp_path, split):
-    # The default mini model: at 2x1 the fifth pooling, at 4x1 the fourth,
-    # finds blocks of one plane and gathers the axis first.
+    # The default mini model. 1x1 runs SAME convolutions on whole samples;
+    # at 2x1 the fifth pooling, at 4x1 the fourth, finds blocks of one plane
+    # and gathers the axis first.
     depth, height = (int(p) for p in split.split("x"))
     out = tmp_path / "diff.json"
     result = mpirun_python(depth * height, str(REPO / "tests" / "mpi_mesh_equivalence.py"), split, str(out),
