@@ -152,10 +152,7 @@ class DeepCAMMesh:
         moving_mean = self._weight(mesh, f"{name}/moving_mean", self.weights[f"{name}/moving_mean"], False)
         moving_var = self._weight(mesh, f"{name}/moving_variance", self.weights[f"{name}/moving_variance"], False)
         if self.training:
-            count = dims[1].size * dims[2].size * dims[3].size * dims[4].size * dims[5].size
-            mean = self._group_sum(lambda s: s, [x], name) / count
-            variance = self._group_sum(lambda s, m: tf.math.squared_difference(s, m[:, None, None, None, None, None]),
-                                       [x, mean], name) / count
+            mean, variance = self._group_moments(x, name)
             momentum = keras_model.BN_MOMENTUM
             self._state_updates += [
                 mtf.assign(moving, moving * momentum + mtf.reduce_mean(batch, output_shape=moving.shape) * (1 - momentum))
@@ -170,13 +167,46 @@ class DeepCAMMesh:
 
         return slicewise_with_weights(normalise, [x, mean, variance, gamma, beta], x.shape, f"{name}_normalise")
 
-    def _group_sum(self, fn: Any, inputs: list, name: str) -> Any:
-        """Per group and channel, the sum of ``fn`` over the local batch and
-        every pixel of every block: [groups, c]."""
-        dims = inputs[0].shape.dims
-        partial = slicewise_with_weights(lambda *t: tf.reduce_sum(fn(*t), axis=[1, 4, 5]), inputs,
-                                         mtf.Shape([dims[0], dims[2], dims[3], dims[6]]), f"{name}_sum")
-        return mtf.reduce_sum(partial, output_shape=mtf.Shape([dims[0], dims[6]]))
+    def _group_moments(self, x: Any, name: str) -> tuple[Any, Any]:
+        """Per group and channel, the mean and the (biased) variance over the
+        local batch and every pixel of every block: [groups, c] each.
+
+        One sum across the blocks: each block contributes its mean and its
+        mean square, the latter as its variance about its own mean plus
+        that mean squared, so that only the spread of the block means (not
+        of the pixels) is found by a difference of squares. Blocks are of
+        equal size, so the group's moments are the means over blocks. Two
+        sums in turn (the mean, then the squares about it) made every batch
+        norm wait for two collectives in the forward pass and one more in
+        the backward."""
+        dims = x.shape.dims
+        groups, h_blocks, w_blocks, channels = dims[0], dims[2], dims[3], dims[6]
+        moments_dim = mtf.Dimension(f"{name}_moments", 2)
+        pixels = dims[1].size * dims[4].size * dims[5].size           # per channel in one block
+
+        def block_moments(block: tf.Tensor) -> tf.Tensor:
+            """[1, B, 1, 1, h, w, c] -> [1, 1, 1, 2, c]: mean and mean square."""
+            @tf.custom_gradient
+            def moments(t):
+                mean, variance = tf.nn.moments(t, axes=[1, 4, 5])
+                # The gradient of (mean(t), mean(t^2)), which these equal.
+                def grad(g):
+                    g_mean, g_square = (tf.reshape(g[:, :, :, i], [1, 1, 1, 1, 1, 1, -1]) for i in (0, 1))
+                    return (g_mean + 2.0 * t * g_square) / pixels
+                return tf.stack([mean, variance + tf.square(mean)], axis=3), grad
+            return moments(block)
+
+        partial = slicewise_with_weights(block_moments, [x], mtf.Shape([groups, h_blocks, w_blocks, moments_dim,
+                                                                         channels]), f"{name}_moments")
+        totals = mtf.reduce_sum(partial, output_shape=mtf.Shape([groups, moments_dim, channels]))
+        totals /= h_blocks.size * w_blocks.size
+
+        def moment(i: int) -> Any:
+            return mtf.slicewise(lambda t: t[:, i], [totals], output_shape=mtf.Shape([groups, channels]),
+                                 splittable_dims=[groups, channels], name=f"{name}_moment{i}")
+
+        mean = moment(0)
+        return mean, moment(1) - mtf.square(mean)
 
     def separable(self, x: Any, name: str, stride: int = 1, dilation: int = 1) -> Any:
         """Depthwise 3x3, then pointwise 1x1 (``deepcam.model.separable``)."""
