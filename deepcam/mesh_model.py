@@ -191,8 +191,9 @@ class DeepCAMMesh:
                 mean, variance = tf.nn.moments(t, axes=[1, 4, 5])
                 # The gradient of (mean(t), mean(t^2)), which these equal.
                 def grad(g):
-                    g_mean, g_square = (tf.reshape(g[:, :, :, i], [1, 1, 1, 1, 1, 1, -1]) for i in (0, 1))
-                    return (g_mean + 2.0 * t * g_square) / pixels
+                    # Per-channel factors first: two full-size passes.
+                    g_mean, g_square = (tf.reshape(g[:, :, :, i], [1, 1, 1, 1, 1, 1, -1]) / pixels for i in (0, 1))
+                    return t * (2.0 * g_square) + g_mean
                 return tf.stack([mean, variance + tf.square(mean)], axis=3), grad
             return moments(block)
 

@@ -207,6 +207,15 @@ class HorovodMeshImpl(mtf.MeshImpl):
         op = {"SUM": self.hvd.Sum, "MAX": self.hvd.Max, "MIN": self.hvd.Min}[reduction_fn_string]
         return self.LaidOutTensor([self.hvd.allreduce(x.one_slice, op=op, process_set=process_set)])
 
+    def allreduce_sums(self, slices: list[tf.Tensor], mesh_axes: tuple[int, ...]) -> list[tf.Tensor]:
+        """Each slice summed over ``mesh_axes``, in one grouped collective:
+        one negotiation, where separate allreduces of tensors that become
+        ready together may each wait for a cycle of their own."""
+        process_set = self.process_set(mesh_axes)
+        if process_set is None:
+            return slices
+        return self.hvd.grouped_allreduce(slices, op=self.hvd.Sum, process_set=process_set)
+
     def allconcat(self, x: Any, mesh_axis: int, concat_axis: int) -> Any:
         x = x.to_laid_out_tensor()
         process_set = self.process_set((mesh_axis,))
@@ -312,12 +321,20 @@ class _SummedSliceGradients(mtf.Operation):
                              unconnected_gradients=tf.UnconnectedGradients.ZERO)
         _rebuild_for_gradient(forward.rebuilt, grad_ys)
         output_axes = set().union(*(split_axes(y) for y in forward.outputs))
+        to_sum: dict[tuple[int, ...], list] = {}       # mesh axes -> the (output, gradient) pairs to sum over them
         for out, grad, x in zip(self.outputs, grads, forward.inputs):
-            laid_out = impl.LaidOutTensor([grad])
-            missing = sorted(output_axes - split_axes(x))
+            missing = tuple(sorted(output_axes - split_axes(x)))
             if missing:
-                laid_out = impl.allreduce(laid_out, missing, "SUM")
-            lowering.set_tensor_lowering(out, laid_out)
+                to_sum.setdefault(missing, []).append((out, grad))
+            else:
+                lowering.set_tensor_lowering(out, impl.LaidOutTensor([grad]))
+        # One collective per set of axes for all of them (a kernel and its
+        # bias; batch norm's statistics, scale and offset): DeepCAM mini 2x1
+        # ran 207 allreduces a step, 146 so.
+        for mesh_axes, pairs in to_sum.items():
+            sums = impl.allreduce_sums([grad for _, grad in pairs], mesh_axes)
+            for (out, _), summed in zip(pairs, sums):
+                lowering.set_tensor_lowering(out, impl.LaidOutTensor([summed]))
 
 
 def _rebuild_for_gradient(rebuilt: list, grad_ys: list[tf.Tensor]) -> None:

@@ -123,12 +123,13 @@ def step_collectives(trainer, layout) -> dict:
             continue
         seen.add(op.name)
         stack += [t.op for t in op.inputs] + list(op.control_inputs)
-        kind = op.type.removeprefix("Horovod").lower()
+        kind = op.type.removeprefix("Horovod").lower().removeprefix("grouped")   # a grouped allreduce is one
         if kind not in COLLECTIVES:
             continue
         n = set_sizes[op.get_attr("process_set_id")]
         tensor = op.inputs[0]
-        size = tensor.shape.num_elements() * tensor.dtype.size
+        size = sum(t.shape.num_elements() * t.dtype.size for t in op.inputs) if kind == "allreduce" else \
+            tensor.shape.num_elements() * tensor.dtype.size
         counts[kind] += 1
         if kind == "allreduce":
             sent[kind] += 2 * (n - 1) / n * size
