@@ -18,14 +18,48 @@ def run_mesh_model(layout: MeshParallel, benchmark: Benchmark, config: Any, kera
                    x: np.ndarray, y: np.ndarray) -> dict:
     """``x``, ``y``: the global batch, each group's ``config.data.batch_size``
     samples in group order. Returns {"outputs", "loss", "gradients": {name:
-    value}, "halo_copies_kept"}."""
+    value}, "halo_copies_kept", "step_collectives", "allreduce_tensors"}."""
     trainer = MeshTrainer(benchmark, config, layout, seed=0, initial=named_weights(keras_model))
     local_batch = config.data.batch_size
     group = slice(layout.group * local_batch, (layout.group + 1) * local_batch)
     fetch = {"outputs": trainer.export(trainer.outputs), "loss": trainer.export(trainer.loss),
              "gradients": {v.name: trainer.export(g) for v, g in zip(trainer.variables, trainer.gradients)}}
     return {**trainer.session.run(fetch, trainer.feed(x[group], y[group])),
-            "halo_copies_kept": halo_copies_kept(trainer.graph)}
+            "halo_copies_kept": halo_copies_kept(trainer.graph),
+            **collective_counts(step_collectives(trainer.train_op))}
+
+
+COLLECTIVE_TYPES = {"HorovodAlltoall", "HorovodAllgather", "HorovodAllreduce", "HorovodGroupedAllreduce"}
+
+
+def step_collectives(train_op: tf.Operation) -> list[tf.Operation]:
+    """The Horovod collectives a training step runs: the ops ``train_op``
+    depends on, through data and control edges."""
+    seen, stack, found = set(), [train_op], []
+    while stack:
+        op = stack.pop()
+        if op.name in seen:
+            continue
+        seen.add(op.name)
+        stack += [t.op for t in op.inputs] + list(op.control_inputs)
+        if op.type in COLLECTIVE_TYPES:
+            found.append(op)
+    return found
+
+
+def collective_kind(op: tf.Operation) -> str:
+    """alltoall, allgather or allreduce; a grouped allreduce counts as one."""
+    return op.type.removeprefix("Horovod").lower().removeprefix("grouped")
+
+
+def collective_counts(ops: list[tf.Operation]) -> dict:
+    """{"step_collectives": {kind: count}, "allreduce_tensors": the number of
+    tensors each allreduce sums, in name order}."""
+    counts: dict[str, int] = {}
+    for op in ops:
+        counts[collective_kind(op)] = counts.get(collective_kind(op), 0) + 1
+    allreduces = sorted((op for op in ops if collective_kind(op) == "allreduce"), key=lambda op: op.name)
+    return {"step_collectives": counts, "allreduce_tensors": [len(op.inputs) for op in allreduces]}
 
 
 FILTER_GRADIENTS = {"Conv2DBackpropFilter", "Conv3DBackpropFilterV2", "DepthwiseConv2dNativeBackpropFilter"}

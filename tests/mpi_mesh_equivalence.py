@@ -8,6 +8,7 @@ differences of the outputs and of every weight's gradient (JSON).
 Usage: mpi_mesh_equivalence.py DxH OUT.json
 """
 import json
+import os
 import sys
 
 from core.runtime import configure_environment
@@ -64,6 +65,8 @@ result = {"outputs": relative(values["outputs"], keras_predictions.numpy()),
           "gradients": [relative(m, k) for m, k in zip(mesh_gradients, keras_gradients)],
           "gradient_shapes_match": all(m.shape == k.shape for m, k in zip(mesh_gradients, keras_gradients)),
           "halo_copies_kept": values["halo_copies_kept"],
+          "step_collectives": values["step_collectives"], "allreduce_tensors": values["allreduce_tensors"],
+          "horovod_cycle_time": os.environ.get("HOROVOD_CYCLE_TIME"),
           "processes": layout.topology.size, "groups": groups}
 if layout.topology.is_root:
     with open(out_path, "w") as f:

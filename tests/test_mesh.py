@@ -36,6 +36,16 @@ def test_split_model_outputs_and_gradients_equal_the_keras_model(tmp_path, split
     assert diff["outputs"] <= 1e-5
     assert max(diff["gradients"]) <= 1e-5, diff["gradients"]
     assert diff["halo_copies_kept"] == 0          # the backward pass rebuilds halo-extended blocks
+    if split == "1x1":
+        # A whole sample needs no collective, nor Horovod's short cycle (it costs compute).
+        assert diff["step_collectives"] == {}
+        assert diff["horovod_cycle_time"] is None
+    else:
+        # Halos wait on each negotiation cycle; a conv layer's kernel and
+        # bias gradients are summed over the blocks in one allreduce.
+        assert diff["horovod_cycle_time"] == "0.1"
+        assert diff["step_collectives"]["alltoall"] >= 1
+        assert diff["allreduce_tensors"] and set(diff["allreduce_tensors"]) == {2}, diff["allreduce_tensors"]
 
 
 def test_hybrid_training_takes_the_same_steps_as_one_process(tmp_path, tiny_data):

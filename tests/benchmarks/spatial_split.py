@@ -112,20 +112,14 @@ def step_collectives(trainer, layout) -> dict:
     depends on) and the bytes this process sends in them."""
     from tensorflow.python.framework import tensor_util
 
+    from tests.mesh_harness import collective_kind, step_collectives as collective_ops
+
     set_sizes = {0: layout.topology.size}
     set_sizes.update({ps.process_set_id: len(ranks) for ranks, ps in layout.process_sets.items()})
-    seen, stack = set(), [trainer.train_op]
     counts = {kind: 0 for kind in COLLECTIVES}
     sent = {kind: 0.0 for kind in COLLECTIVES}
-    while stack:
-        op = stack.pop()
-        if op.name in seen:
-            continue
-        seen.add(op.name)
-        stack += [t.op for t in op.inputs] + list(op.control_inputs)
-        kind = op.type.removeprefix("Horovod").lower().removeprefix("grouped")   # a grouped allreduce is one
-        if kind not in COLLECTIVES:
-            continue
+    for op in collective_ops(trainer.train_op):
+        kind = collective_kind(op)
         n = set_sizes[op.get_attr("process_set_id")]
         tensor = op.inputs[0]
         size = sum(t.shape.num_elements() * t.dtype.size for t in op.inputs) if kind == "allreduce" else \
