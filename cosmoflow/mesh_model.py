@@ -34,6 +34,7 @@ mtf = mesh_tensorflow()
 # Tensor dimension names laid out on the mesh (see parallel.mesh).
 BATCH, D_BLOCKS, H_BLOCKS = "batch", "d_blocks", "h_blocks"
 SPLIT_DIMS = {"d": D_BLOCKS, "h": H_BLOCKS}      # planes dimension -> its blocks dimension
+W_AXIS = 5            # w, never split, in a block [batch, d_blocks, h_blocks, d, h, w, c]
 # The output layer's dimension is the targets' one, so that predictions and
 # targets line up elementwise (distinct names would broadcast to an outer product).
 TARGET = "target"
@@ -129,11 +130,9 @@ class CosmoFlowMesh:
             def batch_of_volumes(blocked: tf.Tensor) -> tf.Tensor:
                 return tf.reshape(blocked, [-1] + blocked.shape.as_list()[3:])
 
-            def padded_volumes(extended: tf.Tensor) -> tf.Tensor:
-                return batch_of_volumes(tf.pad(extended, [[0, 0]] * 5 + [[halo, halo], [0, 0]]))  # w: never split
-
-            if context.split_axes:       # d, h from the neighbours, zeros beyond the volume
-                volumes, padding = exchange_halos(context, block, halo, prepare=padded_volumes), "VALID"
+            if context.split_axes:       # d, h from the neighbours, zeros beyond the volume and along w
+                volumes = exchange_halos(context, block, halo, prepare=batch_of_volumes, pad_axes=(W_AXIS,))
+                padding = "VALID"
             else:
                 # A whole sample: the convolution pads it itself, as Keras'
                 # does. oneDNN's backward kernels cost 20-60% more per layer

@@ -29,6 +29,7 @@ import itertools
 from dataclasses import dataclass
 from typing import Any, Callable
 
+import numpy as np
 import tensorflow.compat.v1 as tf
 
 from parallel.mtf_compat import mesh_tensorflow
@@ -102,16 +103,18 @@ def _overlap(first: tuple[int, int], second: tuple[int, int]) -> tuple[int, int]
 
 
 def exchange_halos(context: BlockContext, block: tf.Tensor, halo: int,
-                   prepare: Callable[[tf.Tensor], tf.Tensor] = tf.identity) -> tf.Tensor:
+                   prepare: Callable[[tf.Tensor], tf.Tensor] = tf.identity,
+                   pad_axes: tuple[int, ...] = ()) -> tf.Tensor:
     """``prepare`` applied to the block extended by ``halo`` planes of its
     neighbours on both sides of each of the context's axes:
     [.., n_0 + 2·halo, .., n_1 + 2·halo, ..] before ``prepare``.
 
     Planes outside the volume (the global boundary, and both sides of an
-    unsplit axis) are zeros, as a SAME convolution pads. One alltoall moves
-    every neighbour's planes, corners included. ``prepare`` is the cheap
-    reshaping (a reshape, zero padding) into the tensor the layer's op
-    reads: the backward pass rebuilds exactly that tensor."""
+    unsplit axis) are zeros, as a SAME convolution pads; so are ``halo``
+    planes on both sides of each of ``pad_axes`` (tensor axes that are never
+    split). One alltoall moves every neighbour's planes, corners included.
+    ``prepare`` is a reshape into the tensor the layer's op reads: the
+    backward pass rebuilds exactly that tensor."""
     if halo == 0:
         return prepare(block)
     axes = context.axes
@@ -149,34 +152,57 @@ def exchange_halos(context: BlockContext, block: tf.Tensor, halo: int,
         sends.append(piece(block, give, [lo for lo, _ in mine]) if nonempty(give) else None)
         takes.append(take if nonempty(take) else None)
     received = _alltoall_pieces(context, block, sends, takes, shape_of)
-    receives = {p: take for p, take in zip(others, takes) if take is not None}
-    received = dict(zip(receives, received))
+    boxes = [[(lo - start, hi - start) for (lo, hi), (start, _) in zip(take, extended)]
+             for take in takes if take is not None]
+    padded_axes = [a.tensor_axis for a in axes] + list(pad_axes)
 
-    # Assemble: along each axis the extended range is a row of segments, each
-    # from one block coordinate (or zeros beyond the volume).
-    def segments(axis: SplitAxis, lo: int, hi: int) -> list[tuple[int, int, int | None]]:
-        total = axis.blocks * axis.size
-        cut = [lo] + [c * axis.size for c in range(axis.blocks + 1) if lo < c * axis.size < hi] + [hi]
-        return [(a, b, a // axis.size if 0 <= a < total else None) for a, b in zip(cut, cut[1:])]
+    def build() -> tf.Tensor:
+        return prepare(_place_in_padded(block, received, boxes, [a.tensor_axis for a in axes], padded_axes, halo))
 
-    rows = [segments(a, lo, hi) for a, (lo, hi) in zip(axes, extended)]
-
-    def assemble(depth: int, chosen: list[tuple[int, int, int | None]]) -> tf.Tensor:
-        if depth < len(axes):
-            parts = [assemble(depth + 1, chosen + [s]) for s in rows[depth]]
-            return parts[0] if len(parts) == 1 else tf.concat(parts, axis=axes[depth].tensor_axis)
-        ranges = [(lo, hi) for lo, hi, _ in chosen]
-        source = tuple(c for _, _, c in chosen)
-        if None in source:
-            return tf.zeros(shape_of(ranges), block.dtype)
-        if source == me:
-            return block
-        start = [lo for lo, _ in receives[source]]
-        return piece(received[source], ranges, start)
-
-    extended = prepare(assemble(0, []))
-    tf.add_to_collection(REBUILT_IN_BACKWARD, (extended, lambda: prepare(assemble(0, []))))
+    extended = build()
+    tf.add_to_collection(REBUILT_IN_BACKWARD, (extended, build))
     return extended
+
+
+def _place_in_padded(block: tf.Tensor, pieces: list[tf.Tensor], boxes: list[list[tuple[int, int]]],
+                     box_axes: list[int], padded_axes: list[int], halo: int) -> tf.Tensor:
+    """``block`` zero-padded by ``halo`` on both sides of ``padded_axes``,
+    with each received piece written over the padding at its box (its
+    range along each of ``box_axes``, in the padded tensor's coordinates).
+
+    One full-size copy: the padding, into which the pieces are scattered in
+    place. Concatenating rows of segments (zeros, block, halos) along each
+    axis in turn copied the whole block once per axis (DeepCAM 2x1: twice
+    per layer, CosmoFlow three times), and the gradient sliced it back as
+    often; here the block's gradient is one slice of the padded one."""
+    paddings = [[0, 0] for _ in range(block.shape.ndims)]
+    for axis in padded_axes:
+        paddings[axis] = [halo, halo]
+    if not pieces:
+        return tf.pad(block, paddings)
+    depth = max(box_axes) + 1                 # pieces are written as rows over the axes up to the last split one
+    padded_shape = [n + sum(p) for n, p in zip(block.shape.as_list(), paddings)]
+    index_rows, pieces_as_rows = [], []
+    for piece, box in zip(pieces, boxes):
+        ranges = [range(lo, hi) for lo, hi in (dict(zip(box_axes, box)).get(a, (0, padded_shape[a]))
+                                               for a in range(depth))]
+        index_rows.append(np.stack(np.meshgrid(*ranges, indexing="ij"), -1).reshape(-1, depth))
+        # Across the other axes a piece spans its sender's block: pad it as the block is.
+        piece_padding = [[0, 0] if a in box_axes else p for a, p in enumerate(paddings)]
+        pieces_as_rows.append(tf.reshape(tf.pad(piece, piece_padding), [-1] + padded_shape[depth:]))
+    indices = tf.constant(np.concatenate(index_rows).astype(np.int32))
+
+    @tf.custom_gradient
+    def place(whole: tf.Tensor, rows: tf.Tensor) -> tf.Tensor:
+        # The pad's output has no other reader, so the scatter writes into it.
+        padded = tf.tensor_scatter_nd_update(tf.pad(whole, paddings), indices, rows)
+
+        def gradient(grad: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+            return tf.slice(grad, [p[0] for p in paddings], whole.shape.as_list()), tf.gather_nd(grad, indices)
+
+        return padded, gradient
+
+    return place(block, tf.concat(pieces_as_rows, 0))
 
 
 def _alltoall_pieces(context: BlockContext, block: tf.Tensor, sends: list[tf.Tensor | None],

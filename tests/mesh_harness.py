@@ -67,14 +67,14 @@ FILTER_GRADIENTS = {"Conv2DBackpropFilter", "Conv3DBackpropFilterV2", "Depthwise
 
 def halo_copies_kept(graph: tf.Graph) -> int:
     """Kernel gradients that read a forward pass's halo-extended block (a
-    concatenation of a block and its halos, maybe padded and reshaped)
+    padded block with its halos written in, maybe reshaped)
     rather than the copy ``parallel.spmd_mesh`` rebuilds for the backward
     pass: each keeps a second copy of an activation alive for the step."""
     def assembled(tensor: tf.Tensor) -> bool:
         op = tensor.op
-        while op.type in ("Reshape", "Pad"):
+        while op.type in ("Reshape", "IdentityN"):
             op = op.inputs[0].op
-        return op.type == "ConcatV2"
+        return op.type == "TensorScatterUpdate"
 
     def read_in_forward(tensor: tf.Tensor) -> bool:
         return any("gradients" not in c.name.split("/") for c in tensor.consumers())
