@@ -170,37 +170,45 @@ def _place_in_padded(block: tf.Tensor, pieces: list[tf.Tensor], boxes: list[list
     with each received piece written over the padding at its box (its
     range along each of ``box_axes``, in the padded tensor's coordinates).
 
-    One full-size copy: the padding, into which the pieces are scattered in
-    place. Concatenating rows of segments (zeros, block, halos) along each
-    axis in turn copied the whole block once per axis (DeepCAM 2x1: twice
-    per layer, CosmoFlow three times), and the gradient sliced it back as
-    often; here the block's gradient is one slice of the padded one."""
+    One full-size copy: the padding, into whose rows the pieces are written
+    in place. Concatenating rows of segments (zeros, block, halos) along
+    each axis in turn copied the whole block once per axis (DeepCAM 2x1:
+    twice per layer, CosmoFlow three times), and the gradient sliced it back
+    as often; here the block's gradient is one slice of the padded one.
+    (``tensor_scatter_nd_update`` copies its input, so it cost a copy too.)"""
     paddings = [[0, 0] for _ in range(block.shape.ndims)]
     for axis in padded_axes:
         paddings[axis] = [halo, halo]
     if not pieces:
         return tf.pad(block, paddings)
-    depth = max(box_axes) + 1                 # pieces are written as rows over the axes up to the last split one
+    # A row: one position along every axis up to the last split one, with
+    # everything after it; each piece is a set of whole rows.
+    depth = max(box_axes) + 1
     padded_shape = [n + sum(p) for n, p in zip(block.shape.as_list(), paddings)]
-    index_rows, pieces_as_rows = [], []
+    row_numbers, pieces_as_rows = [], []
     for piece, box in zip(pieces, boxes):
         ranges = [range(lo, hi) for lo, hi in (dict(zip(box_axes, box)).get(a, (0, padded_shape[a]))
                                                for a in range(depth))]
-        index_rows.append(np.stack(np.meshgrid(*ranges, indexing="ij"), -1).reshape(-1, depth))
+        positions = np.stack(np.meshgrid(*ranges, indexing="ij"), -1).reshape(-1, depth)
+        row_numbers.append(np.ravel_multi_index(positions.T, padded_shape[:depth]))
         # Across the other axes a piece spans its sender's block: pad it as the block is.
         piece_padding = [[0, 0] if a in box_axes else p for a, p in enumerate(paddings)]
-        pieces_as_rows.append(tf.reshape(tf.pad(piece, piece_padding), [-1] + padded_shape[depth:]))
-    indices = tf.constant(np.concatenate(index_rows).astype(np.int32))
+        pieces_as_rows.append(tf.reshape(tf.pad(piece, piece_padding), [len(positions), -1]))
+    rows = np.concatenate(row_numbers).astype(np.int32)
+    n_rows = int(np.prod(padded_shape[:depth]))
 
     @tf.custom_gradient
-    def place(whole: tf.Tensor, rows: tf.Tensor) -> tf.Tensor:
-        # The pad's output has no other reader, so the scatter writes into it.
-        padded = tf.tensor_scatter_nd_update(tf.pad(whole, paddings), indices, rows)
+    def place(whole: tf.Tensor, written: tf.Tensor) -> tf.Tensor:
+        # InplaceUpdate writes into the padding's output (its only reader;
+        # never the block itself, since every padding here is nonzero).
+        padded = tf.reshape(tf.pad(whole, paddings), [n_rows, -1])
+        extended = tf.reshape(tf.raw_ops.InplaceUpdate(x=padded, i=rows, v=written), padded_shape)
 
         def gradient(grad: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-            return tf.slice(grad, [p[0] for p in paddings], whole.shape.as_list()), tf.gather_nd(grad, indices)
+            return (tf.slice(grad, [p[0] for p in paddings], whole.shape.as_list()),
+                    tf.gather(tf.reshape(grad, [n_rows, -1]), rows))
 
-        return padded, gradient
+        return extended, gradient
 
     return place(block, tf.concat(pieces_as_rows, 0))
 

@@ -18,14 +18,14 @@ def run_mesh_model(layout: MeshParallel, benchmark: Benchmark, config: Any, kera
                    x: np.ndarray, y: np.ndarray) -> dict:
     """``x``, ``y``: the global batch, each group's ``config.data.batch_size``
     samples in group order. Returns {"outputs", "loss", "gradients": {name:
-    value}, "halo_copies_kept", "step_collectives", "allreduce_tensors"}."""
+    value}, "halo_reads", "halo_copies_kept", "step_collectives", "allreduce_tensors"}."""
     trainer = MeshTrainer(benchmark, config, layout, seed=0, initial=named_weights(keras_model))
     local_batch = config.data.batch_size
     group = slice(layout.group * local_batch, (layout.group + 1) * local_batch)
     fetch = {"outputs": trainer.export(trainer.outputs), "loss": trainer.export(trainer.loss),
              "gradients": {v.name: trainer.export(g) for v, g in zip(trainer.variables, trainer.gradients)}}
     return {**trainer.session.run(fetch, trainer.feed(x[group], y[group])),
-            "halo_copies_kept": halo_copies_kept(trainer.graph),
+            **halo_reads(trainer.graph),
             **collective_counts(step_collectives(trainer.train_op))}
 
 
@@ -65,19 +65,20 @@ def collective_counts(ops: list[tf.Operation]) -> dict:
 FILTER_GRADIENTS = {"Conv2DBackpropFilter", "Conv3DBackpropFilterV2", "DepthwiseConv2dNativeBackpropFilter"}
 
 
-def halo_copies_kept(graph: tf.Graph) -> int:
-    """Kernel gradients that read a forward pass's halo-extended block (a
-    padded block with its halos written in, maybe reshaped)
-    rather than the copy ``parallel.spmd_mesh`` rebuilds for the backward
-    pass: each keeps a second copy of an activation alive for the step."""
+def halo_reads(graph: tf.Graph) -> dict[str, int]:
+    """Kernel gradients that read a halo-extended block (a padded block with
+    its halos written in, maybe reshaped): "halo_reads" in all, and
+    "halo_copies_kept", those that read the forward pass's block rather than
+    the copy ``parallel.spmd_mesh`` rebuilds for the backward pass (each
+    keeps a second copy of an activation alive for the step)."""
     def assembled(tensor: tf.Tensor) -> bool:
         op = tensor.op
         while op.type in ("Reshape", "IdentityN"):
             op = op.inputs[0].op
-        return op.type == "TensorScatterUpdate"
+        return op.type == "InplaceUpdate"
 
     def read_in_forward(tensor: tf.Tensor) -> bool:
         return any("gradients" not in c.name.split("/") for c in tensor.consumers())
 
-    return sum(1 for op in graph.get_operations() if op.type in FILTER_GRADIENTS
-               for t in op.inputs if assembled(t) and read_in_forward(t))
+    reads = [t for op in graph.get_operations() if op.type in FILTER_GRADIENTS for t in op.inputs if assembled(t)]
+    return {"halo_reads": len(reads), "halo_copies_kept": sum(1 for t in reads if read_in_forward(t))}

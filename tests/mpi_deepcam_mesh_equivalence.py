@@ -96,7 +96,7 @@ mesh_flat = [values["gradients"][name].reshape(r.shape) for name, r in zip(train
 result = {"mesh": errors(mesh_logits, float(values["loss"]), mesh_flat), "keras": errors(*keras32),
           "gradient_norms": {name: float(np.linalg.norm(r)) for name, r in zip(trainable, reference[2])},
           "dilations": [config.model.exit_dilation] + config.model.aspp_rates,
-          "halo_copies_kept": values["halo_copies_kept"],
+          "halo_copies_kept": values["halo_copies_kept"], "halo_reads": values["halo_reads"],
           "processes": layout.topology.size, "groups": groups}
 if layout.topology.is_root:
     with open(out_path, "w") as f:

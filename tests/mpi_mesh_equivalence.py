@@ -64,7 +64,7 @@ mesh_gradients = benchmark.mesh_model(config, split).keras_weights(values["gradi
 result = {"outputs": relative(values["outputs"], keras_predictions.numpy()),
           "gradients": [relative(m, k) for m, k in zip(mesh_gradients, keras_gradients)],
           "gradient_shapes_match": all(m.shape == k.shape for m, k in zip(mesh_gradients, keras_gradients)),
-          "halo_copies_kept": values["halo_copies_kept"],
+          "halo_copies_kept": values["halo_copies_kept"], "halo_reads": values["halo_reads"],
           "step_collectives": values["step_collectives"], "allreduce_tensors": values["allreduce_tensors"],
           "horovod_cycle_time": os.environ.get("HOROVOD_CYCLE_TIME"),
           "processes": layout.topology.size, "groups": groups}

@@ -41,6 +41,7 @@ def test_split_model_equals_the_unsplit_model_including_atrous_layers(split, fie
         assert error <= max(BOUND * largest, 2 * keras["gradient_errors"][name]), name
     assert len(r["gradient_norms"]) > 100
     assert r["halo_copies_kept"] == 0             # the backward pass rebuilds halo-extended blocks
+    assert r["halo_reads"] > 0
 
 
 def test_two_rank_data_parallel_mini_run_passes_the_checker(deepcam_mini_data, tmp_path):

@@ -36,6 +36,7 @@ def test_split_model_outputs_and_gradients_equal_the_keras_model(tmp_path, split
     assert diff["outputs"] <= 1e-5
     assert max(diff["gradients"]) <= 1e-5, diff["gradients"]
     assert diff["halo_copies_kept"] == 0          # the backward pass rebuilds halo-extended blocks
+    assert (diff["halo_reads"] > 0) == (split != "1x1")     # kernel gradients of the split conv layers
     if split == "1x1":
         # A whole sample needs no collective, nor Horovod's short cycle (it costs compute).
         assert diff["step_collectives"] == {}
