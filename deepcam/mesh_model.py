@@ -146,7 +146,7 @@ class DeepCAMMesh:
         The statistics are block sums added across the group; the
         normalisation itself is one slicewise op, so that, as Keras' fused
         kernel, it keeps no full-size intermediates for the backward pass."""
-        mesh, dims = x.mesh, x.shape.dims
+        mesh = x.mesh
         gamma = self._weight(mesh, f"{name}/gamma", self.weights[f"{name}/gamma"])
         beta = self._weight(mesh, f"{name}/beta", self.weights[f"{name}/beta"])
         moving_mean = self._weight(mesh, f"{name}/moving_mean", self.weights[f"{name}/moving_mean"], False)

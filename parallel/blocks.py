@@ -154,10 +154,10 @@ def exchange_halos(context: BlockContext, block: tf.Tensor, halo: int,
     received = _alltoall_pieces(context, block, sends, takes, shape_of)
     boxes = [[(lo - start, hi - start) for (lo, hi), (start, _) in zip(take, extended)]
              for take in takes if take is not None]
-    padded_axes = [a.tensor_axis for a in axes] + list(pad_axes)
+    box_axes = [a.tensor_axis for a in axes]
 
     def build() -> tf.Tensor:
-        return prepare(_place_in_padded(block, received, boxes, [a.tensor_axis for a in axes], padded_axes, halo))
+        return prepare(_place_in_padded(block, received, boxes, box_axes, box_axes + list(pad_axes), halo))
 
     extended = build()
     tf.add_to_collection(REBUILT_IN_BACKWARD, (extended, build))
