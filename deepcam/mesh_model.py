@@ -161,9 +161,8 @@ class DeepCAMMesh:
             mean, variance = moving_mean, moving_var
 
         def normalise(block, m, v, g, b):
-            lead = [1] * (block.shape.ndims - 1)
-            m, v = tf.reshape(m, [-1] + lead[1:] + [m.shape[-1]]), tf.reshape(v, [-1] + lead[1:] + [v.shape[-1]])
-            return tf.nn.batch_normalization(block, m, v, b, g, keras_model.BN_EPSILON)
+            image = fused_normalise(_nhwc(block), tf.reshape(m, [-1]), tf.reshape(v, [-1]), g, b)
+            return tf.reshape(image, block.shape)
 
         return slicewise_with_weights(normalise, [x, mean, variance, gamma, beta], x.shape, f"{name}_normalise")
 
@@ -188,7 +187,8 @@ class DeepCAMMesh:
             """[1, B, 1, 1, h, w, c] -> [1, 1, 1, 2, c]: mean and mean square."""
             @tf.custom_gradient
             def moments(t):
-                mean, variance = tf.nn.moments(t, axes=[1, 4, 5])
+                mean, variance = _block_moments(_nhwc(t))
+                mean, variance = (tf.reshape(m, [1, 1, 1, -1]) for m in (mean, variance))
                 # The gradient of (mean(t), mean(t^2)), which these equal.
                 def grad(g):
                     # Per-channel factors first: two full-size passes.
@@ -344,6 +344,42 @@ class DeepCAMMesh:
     def optimizer(self, learning_rate: Any) -> "MeshAdamFamily":
         o = self.config.optimizer
         return MeshAdamFamily(o.name, learning_rate, tuple(o.betas), o.eps, o.weight_decay, o.max_grad_norm)
+
+
+@tf.custom_gradient
+def fused_normalise(image: tf.Tensor, mean: tf.Tensor, variance: tf.Tensor, gamma: tf.Tensor,
+                    beta: tf.Tensor) -> tf.Tensor:
+    """(image - mean) / sqrt(variance + eps) * gamma + beta on an NHWC
+    ``image`` [B, h, w, c] with [c] statistics given (the group's), in
+    TensorFlow's fused batch-norm kernels (inference mode) both ways, as the
+    unsplit model's fused layer: elementwise ops took two full-size passes
+    forward and five backward for each of DeepCAM's 90 batch norms. The
+    statistics' gradients follow from the kernel's scale and offset
+    gradients: d/dmean = -gamma·inv·sum(g), d/dvariance = -gamma·inv²/2·sum(g·x̂)."""
+    eps = keras_model.BN_EPSILON
+    y, _, _, reserve_mean, reserve_variance, reserve = tf.raw_ops.FusedBatchNormV3(
+        x=image, scale=gamma, offset=beta, mean=mean, variance=variance, epsilon=eps, is_training=False)
+
+    def grad(g: tf.Tensor) -> tuple[tf.Tensor, ...]:
+        d_image, d_gamma, d_beta, _, _ = tf.raw_ops.FusedBatchNormGradV3(
+            y_backprop=g, x=image, scale=gamma, reserve_space_1=reserve_mean, reserve_space_2=reserve_variance,
+            reserve_space_3=reserve, epsilon=eps, is_training=False)
+        inv = tf.math.rsqrt(variance + eps)
+        return d_image, -gamma * inv * d_beta, -0.5 * gamma * tf.square(inv) * d_gamma, d_gamma, d_beta
+
+    return y, grad
+
+
+def _block_moments(image: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """Per-channel mean and biased variance of an NHWC ``image``, from the
+    fused batch-norm kernel in one pass (``tf.nn.moments`` took three: two
+    reductions over the pixels and a full-size squared difference). The
+    kernel returns the unbiased variance."""
+    channels, pixels = image.shape[-1], image.shape[:-1].num_elements()
+    _, mean, unbiased, _, _, _ = tf.raw_ops.FusedBatchNormV3(
+        x=image, scale=tf.ones([channels]), offset=tf.zeros([channels]), mean=tf.zeros([0]),
+        variance=tf.zeros([0]), epsilon=keras_model.BN_EPSILON, is_training=True)
+    return mean, unbiased * ((pixels - 1) / pixels)
 
 
 def relu(x: Any) -> Any:
