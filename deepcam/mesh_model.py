@@ -353,7 +353,7 @@ def fused_normalise(image: tf.Tensor, mean: tf.Tensor, variance: tf.Tensor, gamm
     ``image`` [B, h, w, c] with [c] statistics given (the group's), in
     TensorFlow's fused batch-norm kernels (inference mode) both ways, as the
     unsplit model's fused layer: elementwise ops took two full-size passes
-    forward and five backward for each of DeepCAM's 90 batch norms. The
+    forward and five backward for each of DeepCAM's 76 batch norms. The
     statistics' gradients follow from the kernel's scale and offset
     gradients: d/dmean = -gamma·inv·sum(g), d/dvariance = -gamma·inv²/2·sum(g·x̂)."""
     eps = keras_model.BN_EPSILON
