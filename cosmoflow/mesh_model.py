@@ -174,7 +174,7 @@ class CosmoFlowMesh:
         data-parallel mesh axis is what averages gradients across groups)."""
         return mtf.reduce_mean(mtf.square(predictions - targets))
 
-    def optimizer(self, learning_rate: Any) -> "MomentumSGD":
+    def optimizer(self, learning_rate: tf.Tensor) -> "MomentumSGD":
         return MomentumSGD(learning_rate, self.momentum)
 
     def sample_errors(self, targets: Any, predictions: Any) -> tuple[Any, int]:
@@ -203,18 +203,24 @@ def max_pool_2x(x: Any, name: str) -> Any:
     return mtf.slicewise(pool, [x], output_shape=pooled, splittable_dims=batch_dims + [channels], name=name)
 
 
-class MomentumSGD(mtf.optimize.Optimizer):
-    """SGD with momentum exactly as Keras' SGD: the weight moves by the new
+class MomentumSGD:
+    """SGD with momentum exactly as Keras' SGD, as a
+    ``parallel.optimizer_shards.UpdateRule``: the weight moves by the new
     velocity, and the velocity keeps past learning rates, so epoch-boundary
     changes behave alike. (Mesh TF's own MomentumOptimizer moves the weight by
     the velocity read before the update, a step late: training diverged.)"""
 
-    def __init__(self, learning_rate: Any, momentum: float):
+    slots = ("velocity",)
+    elementwise = True
+
+    def __init__(self, learning_rate: tf.Tensor, momentum: float):
         self.learning_rate = learning_rate
         self.momentum = momentum
 
-    def apply_grad(self, grad: Any, var: Any) -> list:
-        velocity = mtf.get_variable(var.mesh, f"{var.name}_velocity", var.shape, dtype=var.dtype,
-                                    initializer=tf.zeros_initializer(), trainable=False)
-        new_velocity = grad * self.learning_rate + velocity * self.momentum
-        return [mtf.assign(velocity, new_velocity), mtf.assign_sub(var, new_velocity)]
+    def prepare(self, gradients: list[tf.Tensor]) -> tuple[list[tf.Tensor], list[tf.Operation]]:
+        return gradients, []
+
+    def update(self, weight: tf.Tensor, gradient: tf.Tensor,
+               slots: list[tf.Variable]) -> tuple[tf.Tensor, list[tf.Tensor]]:
+        velocity = gradient * self.learning_rate + slots[0] * self.momentum
+        return weight - velocity, [velocity]

@@ -26,7 +26,7 @@ import tensorflow.compat.v1 as tf
 from deepcam import model as keras_model
 from deepcam.config import DeepCAMConfig, check_shape
 from deepcam.objective import N_CLASSES, weighted_cross_entropy
-from deepcam.optimizers import TensorOps, adam_family_update
+from deepcam.optimizers import AdamFamilyRule
 from parallel.blocks import exchange_halos
 from parallel.mtf_compat import mesh_tensorflow
 from parallel.spmd_mesh import (block_operation, elementwise, fed_initializer, gather_odd_blocks,
@@ -341,9 +341,9 @@ class DeepCAMMesh:
                                grad_function=0, name="iou")
         return scores, 1
 
-    def optimizer(self, learning_rate: Any) -> "MeshAdamFamily":
+    def optimizer(self, learning_rate: tf.Tensor) -> AdamFamilyRule:
         o = self.config.optimizer
-        return MeshAdamFamily(o.name, learning_rate, tuple(o.betas), o.eps, o.weight_decay, o.max_grad_norm)
+        return AdamFamilyRule(o.name, learning_rate, tuple(o.betas), o.eps, o.weight_decay, o.max_grad_norm)
 
 
 @tf.custom_gradient
@@ -384,51 +384,3 @@ def _block_moments(image: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
 
 def relu(x: Any) -> Any:
     return elementwise(tf.nn.relu, x, "relu")
-
-
-def _scalar_op(fn, *xs):
-    return mtf.slicewise(fn, list(xs), output_shape=mtf.Shape([]), splittable_dims=[], grad_function=0)
-
-
-MTF_OPS = TensorOps(
-    sqrt=mtf.sqrt,
-    norm=lambda x: mtf.sqrt(mtf.reduce_sum(mtf.square(x))),
-    trust_ratio=lambda w, u: _scalar_op(lambda a, b: tf.where_v2((a > 0) & (b > 0), a / b, 1.0), w, u))
-
-
-class MeshAdamFamily(mtf.optimize.Optimizer):
-    """``deepcam.optimizers.adam_family_update`` on Mesh TF variables, with
-    LAMB's global gradient clipping computed over all gradients."""
-
-    def __init__(self, kind: str, learning_rate: Any, betas: tuple[float, float], eps: float, weight_decay: float,
-                 max_grad_norm: float):
-        self.kind, self.learning_rate = kind, learning_rate
-        self.beta1, self.beta2 = betas
-        self.eps, self.decay, self.max_grad_norm = eps, weight_decay, max_grad_norm
-
-    def apply_grads(self, grads: list, variables: list) -> list:
-        pairs = [(g, v) for g, v in zip(grads, variables) if g is not None]
-        mesh = pairs[0][1].mesh
-        step = mtf.get_variable(mesh, "adam_step", [], initializer=tf.zeros_initializer(), trainable=False)
-        new_step = step + 1.0
-        updates = [mtf.assign(step, new_step)]
-        self.correction1 = _scalar_op(lambda t: 1.0 / (1.0 - tf.pow(self.beta1, t)), new_step)
-        self.correction2 = _scalar_op(lambda t: 1.0 / (1.0 - tf.pow(self.beta2, t)), new_step)
-        if self.kind == "LAMB":
-            norm = mtf.sqrt(mtf.add_n([mtf.reduce_sum(mtf.square(g)) for g, _ in pairs]))
-            # As tf.clip_by_global_norm (Keras' global_clipnorm).
-            scale = _scalar_op(lambda n: self.max_grad_norm / tf.maximum(n, self.max_grad_norm), norm)
-            pairs = [(g * scale, v) for g, v in pairs]
-        for grad, var in pairs:
-            updates += self.apply_grad(grad, var)
-        return updates
-
-    def apply_grad(self, grad: Any, var: Any) -> list:
-        m = mtf.get_variable(var.mesh, f"{var.name}_m", var.shape, initializer=tf.zeros_initializer(),
-                             trainable=False)
-        v = mtf.get_variable(var.mesh, f"{var.name}_v", var.shape, initializer=tf.zeros_initializer(),
-                             trainable=False)
-        weight, new_m, new_v = adam_family_update(
-            self.kind, var.outputs[0], grad, m, v, self.learning_rate, self.beta1, self.beta2, self.eps, self.decay,
-            self.correction1, self.correction2, MTF_OPS)
-        return [mtf.assign(m, new_m), mtf.assign(v, new_v), mtf.assign(var, weight)]

@@ -1,31 +1,22 @@
 """Adam, AdamW and LAMB with the reference's (PyTorch / apex) update rules.
 
-The update is written once, in ``adam_family_update``, on any tensors that
-support arithmetic; the Keras optimizer here and the Mesh TensorFlow one in
-``deepcam.mesh_model`` both call it, so the layouts train identically.
+The update is written once, in ``adam_family_update``; the Keras optimizer
+and the mesh models' update rule (``AdamFamilyRule``, for
+``parallel.optimizer_shards``) both call it, so the layouts train identically.
 Keras' own Adam differs: its epsilon is added before bias correction.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import tensorflow as tf
 
 KINDS = ("Adam", "AdamW", "LAMB")
 
 
-@dataclass
-class TensorOps:
-    """The few functions the update needs beyond arithmetic operators."""
-    sqrt: Callable[[Any], Any]
-    norm: Callable[[Any], Any]                     # L2 norm of a whole tensor, a scalar
-    trust_ratio: Callable[[Any, Any], Any]         # ||w|| / ||u||, or 1 where either is 0
-
-
 def adam_family_update(kind: str, weight: Any, grad: Any, m: Any, v: Any, lr: Any, beta1: float, beta2: float,
-                       eps: float, weight_decay: float, correction1: Any, correction2: Any,
-                       ops: TensorOps) -> tuple[Any, Any, Any]:
+                       eps: float, weight_decay: float, correction1: Any,
+                       correction2: Any) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     """(new weight, new m, new v). ``correction1/2`` are 1 / (1 - beta^t).
     Adam adds L2 decay to the gradient; AdamW decays the weight decoupled;
     LAMB scales each tensor's step by the trust ratio ||w|| / ||step||."""
@@ -33,20 +24,18 @@ def adam_family_update(kind: str, weight: Any, grad: Any, m: Any, v: Any, lr: An
         grad = grad + weight * weight_decay
     m = m * beta1 + grad * (1.0 - beta1)
     v = v * beta2 + grad * grad * (1.0 - beta2)
-    direction = (m * correction1) / (ops.sqrt(v * correction2) + eps)
+    direction = (m * correction1) / (tf.sqrt(v * correction2) + eps)
     if kind == "Adam":
         return weight - direction * lr, m, v
     direction = direction + weight * weight_decay
     if kind == "AdamW":
         return weight - direction * lr, m, v
-    return weight - direction * (lr * ops.trust_ratio(ops.norm(weight), ops.norm(direction))), m, v
+    return weight - direction * (lr * _trust_ratio(tf.norm(weight), tf.norm(direction))), m, v
 
 
-def _tf_trust_ratio(weight_norm, direction_norm):
+def _trust_ratio(weight_norm: tf.Tensor, direction_norm: tf.Tensor) -> tf.Tensor:
+    """||w|| / ||u||, or 1 where either is 0."""
     return tf.where((weight_norm > 0) & (direction_norm > 0), weight_norm / direction_norm, 1.0)
-
-
-TF_OPS = TensorOps(sqrt=tf.sqrt, norm=tf.norm, trust_ratio=_tf_trust_ratio)
 
 
 class AdamFamily(tf.keras.optimizers.Optimizer):
@@ -76,7 +65,36 @@ class AdamFamily(tf.keras.optimizers.Optimizer):
         lr = tf.cast(self.learning_rate, variable.dtype)
         weight, new_m, new_v = adam_family_update(
             self.kind, variable, gradient, m, v, lr, self.beta1, self.beta2, self.eps, self.decay,
-            1.0 / (1.0 - tf.pow(self.beta1, step)), 1.0 / (1.0 - tf.pow(self.beta2, step)), TF_OPS)
+            1.0 / (1.0 - tf.pow(self.beta1, step)), 1.0 / (1.0 - tf.pow(self.beta2, step)))
         m.assign(new_m)
         v.assign(new_v)
         variable.assign(weight)
+
+
+class AdamFamilyRule:
+    """``adam_family_update`` as the mesh models' ``parallel.optimizer_shards.UpdateRule``,
+    with LAMB's global gradient clipping (as Keras' ``global_clipnorm``)."""
+
+    slots = ("m", "v")
+
+    def __init__(self, kind: str, learning_rate: tf.Tensor, betas: tuple[float, float], eps: float,
+                 weight_decay: float, max_grad_norm: float | None = None):
+        self.kind, self.learning_rate = kind, learning_rate
+        self.beta1, self.beta2 = betas
+        self.eps, self.decay, self.max_grad_norm = eps, weight_decay, max_grad_norm
+        self.elementwise = kind != "LAMB"        # LAMB's trust ratio and clipping take whole-tensor norms
+
+    def prepare(self, gradients: list[tf.Tensor]) -> tuple[list[tf.Tensor], list[tf.Operation]]:
+        step = tf.compat.v1.get_variable("adam_step", [], tf.float32, tf.zeros_initializer(), trainable=False)
+        new_step = step + 1.0
+        self.correction1 = 1.0 / (1.0 - tf.pow(self.beta1, new_step))
+        self.correction2 = 1.0 / (1.0 - tf.pow(self.beta2, new_step))
+        if self.kind == "LAMB":
+            gradients, _ = tf.clip_by_global_norm(gradients, self.max_grad_norm)
+        return gradients, [tf.compat.v1.assign(step, new_step)]
+
+    def update(self, weight: tf.Tensor, gradient: tf.Tensor,
+               slots: list[tf.Variable]) -> tuple[tf.Tensor, list[tf.Tensor]]:
+        new_weight, m, v = adam_family_update(self.kind, weight, gradient, *slots, self.learning_rate, self.beta1,
+                                              self.beta2, self.eps, self.decay, self.correction1, self.correction2)
+        return new_weight, [m, v]

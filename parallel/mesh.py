@@ -27,6 +27,7 @@ import tensorflow as tf
 
 from core.benchmark import Benchmark
 from parallel.layouts import DataParallel
+from parallel.optimizer_shards import UpdateRule, sharded_step
 from parallel.topology import data_groups
 from parallel.spmd_mesh import INITIAL_VALUES, HorovodMeshImpl, initial_feed, mtf, required_process_sets
 
@@ -68,8 +69,8 @@ class MeshModel(Protocol):
     def sample_errors(self, labels: Any, outputs: Any) -> tuple[Any, int]:
         """Per-sample metric sums and how many values each sums."""
 
-    def optimizer(self, learning_rate: Any) -> Any:
-        """A Mesh TF optimizer (``apply_grads``) equal to the Keras one."""
+    def optimizer(self, learning_rate: tf.Tensor) -> UpdateRule:
+        """The Keras optimizer's update of one weight, in TensorFlow."""
 
     def state_updates(self) -> list:
         """Assignments besides the optimizer's each step (batch-norm moving statistics)."""
@@ -170,6 +171,21 @@ def initial_weights(benchmark: Benchmark, config: Any) -> list[tuple[str, np.nda
     return weights
 
 
+def session_config() -> tf.compat.v1.ConfigProto:
+    """The trainer's session options: Grappler's dependency optimizer off.
+    It turns an op whose outputs feed only control edges into a NoOp, taking
+    it to have no side effects, and Horovod's collectives are not marked as
+    having any. A rank's gradient sums of the weights other ranks update
+    only gate its optimizer step (``parallel.optimizer_shards``): it dropped
+    them, with the halo exchanges they need, and its peers waited forever.
+    (Threads still come from the environment, ``core.runtime``.)"""
+    from tensorflow.core.protobuf import rewriter_config_pb2
+
+    config = tf.compat.v1.ConfigProto()
+    config.graph_options.rewrite_options.dependency_optimization = rewriter_config_pb2.RewriterConfig.OFF
+    return config
+
+
 class MeshTrainer:
     """The benchmark's Mesh TF model lowered on this rank, with its session."""
 
@@ -206,11 +222,10 @@ class MeshTrainer:
                 y, self.model.forward(x, initial, training=False))
             self.variables = mesh_graph.trainable_variables
             self.gradients = mtf.gradients([self.loss], [v.outputs[0] for v in self.variables])
-            optimizer = self.model.optimizer(mtf.import_tf_tensor(mesh, self.lr, mtf.Shape([])))
-            updates = optimizer.apply_grads(self.gradients, self.variables) + self.model.state_updates()
 
             self.lowering = lowering = mtf.Lowering(mesh_graph, {mesh: impl}, autostack=False)
-            self.train_op = tf.group([lowering.lowered_operation(op) for op in updates])
+            self.train_op = tf.group([lowering.lowered_operation(op) for op in self.model.state_updates()]
+                                     + [self._optimizer_step(impl)])
             # Each rank holds its group's per-sample errors; eval_sums adds
             # those of the real samples, the layout then adds the groups'.
             self.eval_op = tf.reshape(lowering.tensors[errors].to_laid_out_tensor().one_slice, [-1])
@@ -221,10 +236,21 @@ class MeshTrainer:
             masters = {v.get_master().name for v in mesh_graph.all_variables}
             initialise = tf.compat.v1.variables_initializer(
                 [v for v in tf.compat.v1.global_variables() if v.name not in masters])
-        self.session = tf.compat.v1.Session(graph=self.graph)
+        self.session = tf.compat.v1.Session(graph=self.graph, config=session_config())
         self.session.run(initialise, initial_feed(self.graph))
         # The initial values were fed once; the graph need not keep them.
         self.graph.clear_collection(INITIAL_VALUES)
+
+    def _optimizer_step(self, impl: HorovodMeshImpl) -> tf.Operation:
+        """The model's update rule on this rank's weight slices, its state
+        sharded across the sample's processes (``parallel.optimizer_shards``)."""
+        laid_out = [self.lowering.variables[v] for v in self.variables]
+        gradients = [self.lowering.tensors[g].to_laid_out_tensor().one_slice for g in self.gradients]
+        split = [impl.slice_shape(v.outputs[0].shape) != v.outputs[0].shape.to_integer_list for v in self.variables]
+        sample_axes = tuple(range(1, 1 + len(SPLIT_AXES)))
+        return sharded_step(self.model.optimizer(self.lr), [v.slice for v in laid_out],
+                            [v.laid_out_tensor.one_slice for v in laid_out], gradients, split, self.layout.hvd,
+                            impl.process_set(sample_axes))
 
     def export(self, tensor: Any) -> tf.Tensor:
         """A TF tensor in this trainer's graph with the full value of a mesh

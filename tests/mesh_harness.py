@@ -1,8 +1,9 @@
 """What the Mesh TF equivalence scripts share: the trainer's own lowering of
 a benchmark's mesh model on this rank, started from given Keras weights and
 fed this rank's block of a batch, and the full outputs, loss and weight
-gradients of its training step (before any update), and whether that step
-keeps any halo-extended block for its backward pass."""
+gradients of its training step (before any update), the weights after that
+step, the optimizer state each rank keeps, and whether that step keeps any
+halo-extended block for its backward pass."""
 from __future__ import annotations
 
 from typing import Any
@@ -15,18 +16,31 @@ from parallel.mesh import MeshParallel, MeshTrainer, named_weights
 
 
 def run_mesh_model(layout: MeshParallel, benchmark: Benchmark, config: Any, keras_model: tf.keras.Model,
-                   x: np.ndarray, y: np.ndarray) -> dict:
+                   x: np.ndarray, y: np.ndarray, learning_rate: float = 0.01) -> dict:
     """``x``, ``y``: the global batch, each group's ``config.data.batch_size``
     samples in group order. Returns {"outputs", "loss", "gradients": {name:
-    value}, "halo_reads", "halo_copies_kept", "step_collectives", "allreduce_tensors"}."""
+    value}, "updated": the Keras weights after one step at ``learning_rate``,
+    "optimizer_floats": each rank's optimizer state, "halo_reads",
+    "halo_copies_kept", "step_collectives", "allreduce_tensors"} (the last
+    two of each rank, in rank order)."""
+    from mpi4py import MPI
+
     trainer = MeshTrainer(benchmark, config, layout, seed=0, initial=named_weights(keras_model))
     local_batch = config.data.batch_size
     group = slice(layout.group * local_batch, (layout.group + 1) * local_batch)
     fetch = {"outputs": trainer.export(trainer.outputs), "loss": trainer.export(trainer.loss),
              "gradients": {v.name: trainer.export(g) for v, g in zip(trainer.variables, trainer.gradients)}}
-    return {**trainer.session.run(fetch, trainer.feed(x[group], y[group])),
-            **halo_reads(trainer.graph),
-            **collective_counts(step_collectives(trainer.train_op))}
+    values = trainer.session.run(fetch, trainer.feed(x[group], y[group]))
+    trainer.set_learning_rate(learning_rate)
+    trainer.train_step(x[group], y[group])
+    with trainer.graph.as_default():
+        state = [v for v in tf.compat.v1.global_variables() if v.name.startswith("optimizer/")]
+    optimizer_floats = sum(v.shape.num_elements() for v in state)
+    counts = collective_counts(step_collectives(trainer.train_op))
+    gathered = MPI.COMM_WORLD.allgather((optimizer_floats, counts))
+    return {**values, "updated": trainer.weights(), **halo_reads(trainer.graph),
+            "optimizer_floats": [floats for floats, _ in gathered],
+            **{key: [c[key] for _, c in gathered] for key in counts}}
 
 
 COLLECTIVE_TYPES = {"HorovodAlltoall", "HorovodAllgather", "HorovodAllreduce", "HorovodGroupedAllreduce"}

@@ -4,7 +4,9 @@ with the same weights on the same batch (2 samples per group), both in
 training mode (batch statistics). Rank 0 writes (JSON) the relative errors
 of the logits, the loss and every weight's gradient, of the split model and
 of the float32 Keras model, both against the Keras model in float64: the
-split model must be as accurate as the unsplit one.
+split model must be as accurate as the unsplit one. Then both take one LAMB
+step: rank 0 also writes how far the split model's weight update is from
+Keras', and the optimizer state each rank keeps (its share of the slots).
 
 The model is small but has every layer kind of the full one, and ASPP rates
 (2, 3) wider than the 2-row blocks of a 2-way height split at 64x96, so
@@ -73,7 +75,11 @@ reference = keras_pass(keras64_model, np.float64)
 tf.keras.backend.set_floatx("float32")
 trainable = [w.name.split(":")[0] for w in keras_model.trainable_variables]
 
-values = run_mesh_model(layout, benchmark, config, keras_model, x, y)
+values = run_mesh_model(layout, benchmark, config, keras_model, x, y, learning_rate=config.optimizer.lr)
+keras_updated = benchmark.build_model(config)
+keras_updated.set_weights(keras_model.get_weights())
+benchmark.make_optimizer(config).apply_gradients(
+    zip([tf.constant(g, tf.float32) for g in keras32[2]], keras_updated.trainable_variables))
 
 
 def relative(a, b):
@@ -93,7 +99,14 @@ def errors(logits, loss, gradients):
 g, b, hb, wb, h, w, c = values["outputs"].shape
 mesh_logits = values["outputs"].transpose(0, 1, 2, 4, 3, 5, 6).reshape(g * b, hb * h, wb * w, c)
 mesh_flat = [values["gradients"][name].reshape(r.shape) for name, r in zip(trainable, reference[2])]
-result = {"mesh": errors(mesh_logits, float(values["loss"]), mesh_flat), "keras": errors(*keras32),
+is_trainable = [any(w is t for t in keras_model.trainable_variables) for w in keras_model.weights]
+start, mesh_new, keras_new = ([w for w, t in zip(weights, is_trainable) if t] for weights in (
+    keras_model.get_weights(), values["updated"], keras_updated.get_weights()))
+mesh_step, keras_step = (np.concatenate([(new - old).ravel() for new, old in zip(updated, start)])
+                         for updated in (mesh_new, keras_new))
+result = {"update": relative(mesh_step, keras_step), "optimizer_floats": values["optimizer_floats"],
+          "trainable_floats": int(sum(w.size for w in start)),
+          "mesh": errors(mesh_logits, float(values["loss"]), mesh_flat), "keras": errors(*keras32),
           "gradient_norms": {name: float(np.linalg.norm(r)) for name, r in zip(trainable, reference[2])},
           "dilations": [config.model.exit_dilation] + config.model.aspp_rates,
           "halo_copies_kept": values["halo_copies_kept"], "halo_reads": values["halo_reads"],

@@ -2,8 +2,9 @@
 config (32^3 x 4, five conv layers: small splits leave blocks too thin to
 pool, which the model gathers), G data-parallel groups each splitting samples
 DxH, against the Keras model with the same weights on the same batch (2
-samples per group). Rank 0 writes the relative
-differences of the outputs and of every weight's gradient (JSON).
+samples per group). Rank 0 writes the relative differences of the outputs
+and of every weight's gradient, and what each rank's training step runs
+(collectives) and keeps (optimizer state), as JSON.
 
 Usage: mpi_mesh_equivalence.py DxH OUT.json
 """
@@ -66,6 +67,8 @@ result = {"outputs": relative(values["outputs"], keras_predictions.numpy()),
           "gradient_shapes_match": all(m.shape == k.shape for m, k in zip(mesh_gradients, keras_gradients)),
           "halo_copies_kept": values["halo_copies_kept"], "halo_reads": values["halo_reads"],
           "step_collectives": values["step_collectives"], "allreduce_tensors": values["allreduce_tensors"],
+          "optimizer_floats": values["optimizer_floats"],
+          "weight_floats": int(sum(w.size for w in keras_model.get_weights())),
           "horovod_cycle_time": os.environ.get("HOROVOD_CYCLE_TIME"),
           "processes": layout.topology.size, "groups": groups}
 if layout.topology.is_root:

@@ -42,6 +42,11 @@ def test_split_model_equals_the_unsplit_model_including_atrous_layers(split, fie
     assert len(r["gradient_norms"]) > 100
     assert r["halo_copies_kept"] == 0             # the backward pass rebuilds halo-extended blocks
     assert r["halo_reads"] > 0
+    # One LAMB step moves the weights as Keras' does; its two slots are
+    # shared out (plus each rank's step count), none kept whole on every rank.
+    assert r["update"] <= 1e-3, r["update"]
+    shares, slots = r["optimizer_floats"], 2 * r["trainable_floats"]
+    assert sum(shares) == slots + processes and max(shares) <= 1.05 * slots / processes, shares
 
 
 def test_two_rank_data_parallel_mini_run_passes_the_checker(deepcam_mini_data, tmp_path):

@@ -37,16 +37,23 @@ def test_split_model_outputs_and_gradients_equal_the_keras_model(tmp_path, split
     assert max(diff["gradients"]) <= 1e-5, diff["gradients"]
     assert diff["halo_copies_kept"] == 0          # the backward pass rebuilds halo-extended blocks
     assert (diff["halo_reads"] > 0) == (split != "1x1")     # kernel gradients of the split conv layers
+    # Every rank runs the same collectives, those of gradients whose
+    # weights another rank updates included, or its peers would wait.
+    collectives, allreduce_tensors = diff["step_collectives"][0], diff["allreduce_tensors"][0]
+    assert diff["step_collectives"] == [collectives] * diff["processes"]
+    # The momentum slots are shared out: whole weights to one rank each, split ones by slice.
+    shares, weights = diff["optimizer_floats"], diff["weight_floats"]
+    assert sum(shares) == weights and max(shares) <= 1.05 * weights / len(shares), shares
     if split == "1x1":
         # A whole sample needs no collective, nor Horovod's short cycle (it costs compute).
-        assert diff["step_collectives"] == {}
+        assert collectives == {}
         assert diff["horovod_cycle_time"] is None
     else:
         # Halos wait on each negotiation cycle; a conv layer's kernel and
         # bias gradients are summed over the blocks in one allreduce.
         assert diff["horovod_cycle_time"] == "0.1"
-        assert diff["step_collectives"]["alltoall"] >= 1
-        assert diff["allreduce_tensors"] and set(diff["allreduce_tensors"]) == {2}, diff["allreduce_tensors"]
+        assert collectives["alltoall"] >= 1
+        assert allreduce_tensors and set(allreduce_tensors) == {2}, allreduce_tensors
 
 
 def test_hybrid_training_takes_the_same_steps_as_one_process(tmp_path, tiny_data):
