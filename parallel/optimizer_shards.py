@@ -9,8 +9,9 @@ one. Here the replicated weights are shared out to the sample's processes
 (cut into equal ranges for an elementwise rule, SGD's or Adam's; dealt out
 whole for LAMB, whose trust ratio takes whole tensors); each updates only
 its share, keeping slots for that alone, and one alltoall in the sample's
-process set sends every process's new values to the others. Weights the layout splits (CosmoFlow's first dense kernel) are
-updated slice by slice where they lie, with slots of their slice.
+process set sends every process's new values to the others. Weights the
+layout splits (CosmoFlow's first dense kernel) are updated slice by slice
+where they lie, with slots of their slice.
 
 Data-parallel groups deal out alike, so the processes at the same block of
 every sample keep the same shards, as data-parallel replicas do.
@@ -19,7 +20,6 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple, Protocol
 
-import numpy as np
 import tensorflow.compat.v1 as tf
 
 from core.errors import HarnessError
@@ -81,14 +81,14 @@ def sharded_step(rule: UpdateRule, variables: list[tf.Variable], values: list[tf
     me = peers.index(hvd.rank())
     whole = [i for i, s in enumerate(split) if not s]
     shared = [piece._replace(weight=whole[piece.weight]) for piece in
-              share_out([_size(values[i]) for i in whole], len(peers), rule.elementwise)]
-    own_slices = [Piece(i, 0, _size(values[i]), me) for i, s in enumerate(split) if s]
+              share_out([values[i].shape.num_elements() for i in whole], len(peers), rule.elementwise)]
+    own_slices = [Piece(i, 0, values[i].shape.num_elements(), me) for i, s in enumerate(split) if s]
 
     with tf.variable_scope("optimizer"):        # the optimizer state: optimizer/<weight>_<slot>[_<start>]
         prepared, assignments = rule.prepare(gradients)
         new_pieces = {}
         for piece in [p for p in shared if p.owner == me] + own_slices:
-            whole_weight = piece.stop - piece.start == _size(values[piece.weight])
+            whole_weight = piece.stop - piece.start == values[piece.weight].shape.num_elements()
             name = variables[piece.weight].op.name + ("" if whole_weight else f"_{piece.start}")
             value, gradient = (_flat_range(t, piece) for t in (values[piece.weight], prepared[piece.weight]))
             slots = [tf.get_variable(f"{name}_{slot}", value.shape, value.dtype, tf.zeros_initializer(),
@@ -107,13 +107,9 @@ def sharded_step(rule: UpdateRule, variables: list[tf.Variable], values: list[tf
         return tf.group(assignments)
 
 
-def _size(t: tf.Tensor) -> int:
-    return int(np.prod(t.shape.as_list()))
-
-
 def _flat_range(t: tf.Tensor, piece: Piece) -> tf.Tensor:
     """``piece``'s elements of ``t``; a whole weight keeps its shape."""
-    if piece.stop - piece.start == _size(t):
+    if piece.stop - piece.start == t.shape.num_elements():
         return t
     return tf.reshape(t, [-1])[piece.start:piece.stop]
 
@@ -121,14 +117,15 @@ def _flat_range(t: tf.Tensor, piece: Piece) -> tf.Tensor:
 def _exchange(new_pieces: dict[Piece, tf.Tensor], pieces: list[Piece], peers: list[int], me: int, hvd: Any,
               process_set: Any | None) -> dict[Piece, tf.Tensor]:
     """The new values of the ``pieces`` (of whole weights, in weight order)
-    other processes update, each process sending its own to every peer in one alltoall (with per-destination
-    splits, as the halo exchange: it runs in any process set)."""
+    other processes update, each process sending its own to every peer in
+    one alltoall (with per-destination splits, as the halo exchange: it runs
+    in any process set)."""
     theirs = [p for p in pieces if p.owner != me]
     if not theirs:
         return {}
     mine = [tf.reshape(new_pieces[p], [-1]) for p in pieces if p.owner == me]
     buffer = tf.concat(mine, 0) if mine else tf.zeros([0])
-    sends = [0 if peer == me else _size(buffer) for peer in range(len(peers))]
+    sends = [0 if peer == me else buffer.shape.num_elements() for peer in range(len(peers))]
     received, _ = hvd.alltoall(tf.concat([buffer] * (len(peers) - 1), 0), splits=tf.constant(sends, tf.int32),
                                name="optimizer_shards", process_set=process_set)
     # Received in peer order, each peer's pieces in weight order.
