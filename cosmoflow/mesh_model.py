@@ -4,13 +4,14 @@ The same network as ``cosmoflow.model`` (and initialised from it, so the two
 agree weight for weight), written on tensors shaped
 ``[batch, d_blocks, h_blocks, d, h, w, channels]``: the block dimensions are
 laid out on the spatial mesh axes, so each process holds one block of every
-activation. Each convolution is one block operation: a point-to-point halo
-exchange (``parallel.blocks.exchange_halos``), the convolution, its bias and
-activation. Max pooling stays inside a block; when a block has become too
-thin to pool (an odd number of planes, e.g. the fifth pooling of a 32^3
-volume split in two), its axis is gathered first and the rest of the network
-runs replicated along it, so any split that divides the volume runs the
-default model. The first dense layer contracts over the blocks, so its kernel
+activation. Each convolution is one block operation
+(``parallel.blocks.convolve_with_halos``): a SAME convolution of the block
+with its bias, plus the part of the halos, taken point to point from the
+neighbours, added to its boundary planes; then the activation. Max pooling
+stays inside a block; when a block has become too thin to pool (an odd
+number of planes, e.g. the fifth pooling of a 32^3 volume split in two), its
+axis is gathered first and the rest of the network runs replicated along it,
+so any split that divides the volume runs the default model. The first dense layer contracts over the blocks, so its kernel
 is split like the activations and the partial products are summed across the
 spatial group.
 """
@@ -25,7 +26,7 @@ import tensorflow.compat.v1 as tf
 from cosmoflow.config import check_split
 from cosmoflow.model import LEAKY_ALPHA
 from core.errors import HarnessError
-from parallel.blocks import BlockContext, exchange_halos
+from parallel.blocks import convolve_with_halos
 from parallel.mtf_compat import mesh_tensorflow
 from parallel.spmd_mesh import block_operation, elementwise, fed_initializer, gather_odd_blocks
 
@@ -34,7 +35,6 @@ mtf = mesh_tensorflow()
 # Tensor dimension names laid out on the mesh (see parallel.mesh).
 BATCH, D_BLOCKS, H_BLOCKS = "batch", "d_blocks", "h_blocks"
 SPLIT_DIMS = {"d": D_BLOCKS, "h": H_BLOCKS}      # planes dimension -> its blocks dimension
-W_AXIS = 5            # w, never split, in a block [batch, d_blocks, h_blocks, d, h, w, c]
 # The output layer's dimension is the targets' one, so that predictions and
 # targets line up elementwise (distinct names would broadcast to an outer product).
 TARGET = "target"
@@ -124,31 +124,11 @@ class CosmoFlowMesh:
                                                           enumerate(kernel.shape[:-1])] + [channels],
                              initializer=fed_initializer(kernel))
         b = mtf.get_variable(x.mesh, f"{name}/bias", [channels], initializer=fed_initializer(bias))
-        halo = self.kernel_size // 2
-
-        def fn(context: BlockContext, block: tf.Tensor, kernel: tf.Tensor, bias: tf.Tensor) -> tf.Tensor:
-            def batch_of_volumes(blocked: tf.Tensor) -> tf.Tensor:
-                return tf.reshape(blocked, [-1] + blocked.shape.as_list()[3:])
-
-            if context.split_axes:       # d, h from the neighbours, zeros beyond the volume and along w
-                volumes = exchange_halos(context, block, halo, prepare=batch_of_volumes, pad_axes=(W_AXIS,))
-                padding = "VALID"
-            else:
-                # A whole sample: the convolution pads it itself, as Keras'
-                # does. oneDNN's backward kernels cost 20-60% more per layer
-                # on an explicitly padded input (CosmoFlow 128^3 1x1: 8% per
-                # step). A split keeps the explicit halos: padding only the
-                # split axes' received planes and cropping a SAME output made
-                # 4x1's step memory 0.31x of Keras' instead of 0.24x.
-                volumes, padding = batch_of_volumes(block), "SAME"
-            y = tf.nn.bias_add(tf.nn.conv3d(volumes, kernel, [1] * 5, padding), bias)
-            return tf.reshape(y, block.shape.as_list()[:-1] + [y.shape[-1]])
-
         dims = x.shape.dims
         # The activation is a separate op: inside, TensorFlow's remapper fuses
         # conv, bias and leaky ReLU and then fails on the gradient's use of
         # the pre-activation, dropping every fusion of the graph.
-        y = block_operation(fn, [x, k, b], mtf.Shape(dims[:-1] + [channels]), [d.name for d in dims[1:3]],
+        y = block_operation(convolve_with_halos, [x, k, b], mtf.Shape(dims[:-1] + [channels]), [d.name for d in dims[1:3]],
                             [d.name for d in dims[3:5]], name)
         return leaky_relu(y, f"{name}_activation")
 

@@ -2,8 +2,8 @@
 a benchmark's mesh model on this rank, started from given Keras weights and
 fed this rank's block of a batch, and the full outputs, loss and weight
 gradients of its training step (before any update), the weights after that
-step, the optimizer state each rank keeps, and whether that step keeps any
-halo-extended block for its backward pass."""
+step, the optimizer state each rank keeps, whether that step keeps any
+halo-extended block for its backward pass, and how its convolutions pad."""
 from __future__ import annotations
 
 from typing import Any
@@ -21,8 +21,8 @@ def run_mesh_model(layout: MeshParallel, benchmark: Benchmark, config: Any, kera
     samples in group order. Returns {"outputs", "loss", "gradients": {name:
     value}, "updated": the Keras weights after one step at ``learning_rate``,
     "optimizer_floats": each rank's optimizer state, "halo_reads",
-    "halo_copies_kept", "step_collectives", "allreduce_tensors"} (the last
-    two of each rank, in rank order)."""
+    "halo_copies_kept", "convolutions", "step_collectives",
+    "allreduce_tensors"} (the last two of each rank, in rank order)."""
     from mpi4py import MPI
 
     trainer = MeshTrainer(benchmark, config, layout, seed=0, initial=named_weights(keras_model))
@@ -39,6 +39,7 @@ def run_mesh_model(layout: MeshParallel, benchmark: Benchmark, config: Any, kera
     counts = collective_counts(step_collectives(trainer.train_op))
     gathered = MPI.COMM_WORLD.allgather((optimizer_floats, counts))
     return {**values, "updated": trainer.weights(), **halo_reads(trainer.graph),
+            "convolutions": convolutions(trainer.graph),
             "optimizer_floats": [floats for floats, _ in gathered],
             **{key: [c[key] for _, c in gathered] for key in counts}}
 
@@ -96,3 +97,14 @@ def halo_reads(graph: tf.Graph) -> dict[str, int]:
 
     reads = [t for op in graph.get_operations() if op.type in FILTER_GRADIENTS for t in op.inputs if assembled(t)]
     return {"halo_reads": len(reads), "halo_copies_kept": sum(1 for t in reads if read_in_forward(t))}
+
+
+def convolutions(graph: tf.Graph) -> dict[str, list[int]]:
+    """The forward 3D convolutions of a graph by padding: for each, the
+    thinnest extent of its input along the planes axes
+    ({"SAME": [...], "VALID": [...]})."""
+    found: dict[str, list[int]] = {"SAME": [], "VALID": []}
+    for op in graph.get_operations():
+        if op.type == "Conv3D":
+            found[op.get_attr("padding").decode()].append(min(op.inputs[0].shape.as_list()[1:4]))
+    return found

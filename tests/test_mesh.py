@@ -35,8 +35,16 @@ def test_split_model_outputs_and_gradients_equal_the_keras_model(tmp_path, split
     assert len(diff["gradients"]) == 16                   # 5 convs + 3 dense layers, kernel and bias each
     assert diff["outputs"] <= 1e-5
     assert max(diff["gradients"]) <= 1e-5, diff["gradients"]
-    assert diff["halo_copies_kept"] == 0          # the backward pass rebuilds halo-extended blocks
-    assert (diff["halo_reads"] > 0) == (split != "1x1")     # kernel gradients of the split conv layers
+    # Every layer convolves its block SAME, as a whole sample (training and
+    # evaluation pass: 10); the halos' part comes from VALID convolutions of
+    # one-plane slabs, and no convolution reads a halo-extended block.
+    convolutions = diff["convolutions"]
+    assert len(convolutions["SAME"]) == 10
+    assert diff["halo_reads"] == 0
+    if split == "1x1":
+        assert convolutions["VALID"] == []
+    else:
+        assert convolutions["VALID"] and set(convolutions["VALID"]) == {1}, convolutions
     # Every rank runs the same collectives, those of gradients whose
     # weights another rank updates included, or its peers would wait.
     collectives, allreduce_tensors = diff["step_collectives"][0], diff["allreduce_tensors"][0]
