@@ -11,9 +11,9 @@ neighbours, added to its boundary planes; then the activation. Max pooling
 stays inside a block; when a block has become too thin to pool (an odd
 number of planes, e.g. the fifth pooling of a 32^3 volume split in two), its
 axis is gathered first and the rest of the network runs replicated along it,
-so any split that divides the volume runs the default model. The first dense layer contracts over the blocks, so its kernel
-is split like the activations and the partial products are summed across the
-spatial group.
+so any split that divides the volume runs the default model. The first
+dense layer contracts over the blocks, so its kernel is split like the
+activations and the partial products are summed across the spatial group.
 """
 from __future__ import annotations
 
@@ -128,8 +128,8 @@ class CosmoFlowMesh:
         # The activation is a separate op: inside, TensorFlow's remapper fuses
         # conv, bias and leaky ReLU and then fails on the gradient's use of
         # the pre-activation, dropping every fusion of the graph.
-        y = block_operation(convolve_with_halos, [x, k, b], mtf.Shape(dims[:-1] + [channels]), [d.name for d in dims[1:3]],
-                            [d.name for d in dims[3:5]], name)
+        y = block_operation(convolve_with_halos, [x, k, b], mtf.Shape(dims[:-1] + [channels]),
+                            [d.name for d in dims[1:3]], [d.name for d in dims[3:5]], name)
         return leaky_relu(y, f"{name}_activation")
 
     def state_updates(self) -> list:

@@ -1,6 +1,7 @@
-"""Run under ``mpirun -np 4``: every collective of ``HorovodMeshImpl``, and
-the blocks' halo exchange, on a 2x2 mesh against its definition computed
-with numpy from all ranks' slices.
+"""Run under ``mpirun -np 4``: every collective of ``HorovodMeshImpl``, the
+blocks' halo exchange and the convolution with halos, on a 2x2 mesh against
+their definitions computed from all ranks' slices (numpy, and TensorFlow's
+convolution of the whole field).
 Each rank checks its own results; rank 0 writes the names checked (JSON).
 
 Usage: mpi_mesh_collectives.py OUT.json
@@ -15,7 +16,9 @@ configure_environment()
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from parallel.blocks import BlockContext, exchange_halos  # noqa: E402
+from mpi4py import MPI  # noqa: E402
+
+from parallel.blocks import BlockContext, convolve_with_halos, exchange_halos  # noqa: E402
 from parallel.layouts import DataParallel  # noqa: E402
 from parallel.spmd_mesh import HorovodMeshImpl, mtf, required_process_sets  # noqa: E402
 
@@ -27,6 +30,10 @@ assert layout.topology.size == 4, "run with 4 ranks"
 coords = {r: (r // 2, r % 2) for r in range(4)}
 slices = {r: np.arange(8, dtype=np.float32).reshape(2, 4) + 10 * r for r in range(4)}
 FIELD = np.arange(1, 25, dtype=np.float32).reshape(4, 6)
+rng = np.random.default_rng(0)           # the same draws on every rank
+CHANNELS, WEIGHTS = rng.normal(size=(4, 6, 2)).astype(np.float32), rng.normal(size=(4, 6, 3)).astype(np.float32)
+KERNELS = {halo: rng.normal(size=(2 * halo + 1, 2 * halo + 1, 2, 3)).astype(np.float32) for halo in (1, 3)}
+BIAS = rng.normal(size=3).astype(np.float32)
 
 
 def halo_window(halo):
@@ -73,6 +80,21 @@ with graph.as_default():
                 3 * coords[rank][1]:3 * coords[rank][1] + 3])
     for halo in (1, 3):
         fetch[f"halo_{halo}"] = exchange_halos(context, block, halo)[0, 0]
+    # The same field with 2 channels convolved into 3 (kernels 3x3 and 7x7),
+    # and its gradients for a loss that weighs each output by WEIGHTS.
+    channels = mtf.convert_to_shape("rows:2;cols:2;x:2;y:3;c:2")
+    context = BlockContext(blocked, channels, ["rows", "cols"], ["x", "y"])
+    rows, cols = slice(2 * coords[rank][0], 2 * coords[rank][0] + 2), slice(3 * coords[rank][1], 3 * coords[rank][1] + 3)
+    whole = tf.constant(CHANNELS[None])
+    block = fed(CHANNELS[None, None, rows, cols])
+    for halo in (1, 3):
+        kernel = tf.constant(KERNELS[halo])
+        out = convolve_with_halos(context, block, kernel, tf.constant(BIAS))
+        expected_out = tf.nn.convolution(whole, kernel, padding="SAME") + BIAS
+        weights = tf.constant(WEIGHTS[None, None, rows, cols])
+        fetch[f"convolve_{halo}"] = (out, tf.gradients(out * weights, [block, kernel]))
+        expected_gradients = tf.gradients(expected_out * WEIGHTS[None], [whole, kernel])
+        fetch[f"convolve_{halo}_expected"] = (expected_out[:, rows, cols][None], expected_gradients)
 with tf.compat.v1.Session(graph=graph) as session:
     session.run(tf.compat.v1.variables_initializer(graph.get_collection("variables")))
     got = session.run(fetch, feed)
@@ -90,7 +112,21 @@ expected = {
     "halo_1": halo_window(1),
     "halo_3": halo_window(3),
 }
+for halo in (1, 3):
+    # Each rank's block of the whole field's output and input gradient; the
+    # kernel gradient summed over the ranks is the whole field's.
+    (out, (block_gradient, kernel_gradient)), (want, (field_gradient, want_kernel)) = (
+        got[f"convolve_{halo}"], got[f"convolve_{halo}_expected"])
+    kernel_gradient = MPI.COMM_WORLD.allreduce(kernel_gradient)
+    i, j = coords[rank]
+    assert np.allclose(out, want, atol=1e-5), f"rank {rank} convolve_{halo}: {out} != {want}"
+    assert np.allclose(block_gradient, field_gradient[:, None, 2 * i:2 * i + 2, 3 * j:3 * j + 3], atol=1e-5), \
+        f"rank {rank} convolve_{halo}: block gradient"
+    assert np.allclose(kernel_gradient, want_kernel, atol=1e-4), f"rank {rank} convolve_{halo}: kernel gradient"
+    expected[f"convolve_{halo}"] = None
 for name, value in expected.items():
+    if value is None:
+        continue
     assert got[name].shape == value.shape and np.array_equal(got[name], value), \
         f"rank {rank} {name}: got {got[name].tolist()}, expected {value.tolist()}"
 layout.barrier()

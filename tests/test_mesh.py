@@ -16,7 +16,7 @@ def test_horovod_mesh_collectives_match_their_definitions(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads(out.read_text()) == sorted([
         "allreduce_a", "allreduce_ab", "allreduce_max_b", "allconcat_b_axis1", "alltoall_a_split0_concat1",
-        "receive_b_from_next", "halo_1", "halo_3"])
+        "receive_b_from_next", "halo_1", "halo_3", "convolve_1", "convolve_3"])
 
 
 @pytest.mark.parametrize("split", ["1x1", "2x1", "1x2", "2x2", "4x1", "4x4"])

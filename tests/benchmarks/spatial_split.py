@@ -7,7 +7,7 @@ configuration is a real ``mpirun`` job running the harness's trainer on
 fixed in-memory batches (the input pipelines are measured by
 cosmoflow_throughput.py).
 
-    .venv/bin/python tests/benchmarks/spatial_split.py [--size 128] [--batch 2] [--steps 6]
+    .venv/bin/python tests/benchmarks/spatial_split.py [--size 128] [--batch 2] [--steps 6] [--repeat 3]
     .venv/bin/python tests/benchmarks/spatial_split.py --benchmark deepcam --config deepcam/configs/deepcam.yaml \
         --batch 1 --steps 2 --skip mesh1x1,mesh4x1,keras1
     .venv/bin/python tests/benchmarks/spatial_split.py --collectives 2x1,4x1,2x2,4x4 [--size 32]
@@ -20,7 +20,9 @@ allgather (n-1) S, an alltoall what its splits send to the others.
 CosmoFlow runs its full-size model at ``--size``^3; DeepCAM runs ``--config``
 (default the mini config) at its sample shape.
 
-Step time is the median of the timed steps (the slowest rank's). Each rank
+Step time is the median of the timed steps (the slowest rank's); with
+``--repeat N`` every configuration runs N times, interleaved with the
+others, and reports its median run. Each rank
 is bound to cores of its own where the configuration fits the machine.
 Peak memory is the process's maximum resident set; "activations" is that
 peak minus the resident set after the model was built (before the first
@@ -33,6 +35,7 @@ import json
 import os
 import re
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -180,6 +183,13 @@ def run(name: str, layout: str, split: str | None, processes: int, threads: int,
             "activations_mib": max(r["peak_mib"] - r["built_mib"] for r in ranks)}
 
 
+def median_run(runs: list[dict], batch: int) -> dict:
+    """One configuration's rounds: the median step, the largest memory."""
+    step = statistics.median(r["step_s"] for r in runs)
+    return {**runs[0], "step_s": step, "samples_s": batch / step, "peak_mib": max(r["peak_mib"] for r in runs),
+            "activations_mib": max(r["activations_mib"] for r in runs)}
+
+
 def forward_flops(args: argparse.Namespace) -> float:
     """FLOPs of one sample's forward pass (a training step costs about 3x)."""
     from core.benchmark import get_benchmark
@@ -201,6 +211,8 @@ def main() -> None:
                                                    + ", ".join(CONFIGS))
     parser.add_argument("--batch", type=int, default=2, help="samples per step (per group)")
     parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="rounds of all configurations, interleaved; each reports its median round")
     parser.add_argument("--collectives", help="comma-separated splits (e.g. 2x1,4x1,2x2,4x4): print the "
                                                "collectives and bytes per rank of one training step instead")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -221,9 +233,16 @@ def main() -> None:
         what = f"DeepCAM {args.config}"
     flops = forward_flops(args)
     print(f"{what}, {flops / 1e9:.1f} GFLOP forward per sample, batch {args.batch}, "
-          f"median of {args.steps} timed steps, 2 cores, oneDNN on")
+          f"median of {args.steps} timed steps (median of {args.repeat} interleaved rounds), 2 cores, oneDNN on")
     skipped = set(filter(None, args.skip.split(",")))
-    rows = {key: run(*config, args) for key, config in CONFIGS.items() if key not in skipped}
+    # Rounds of every configuration in turn: a machine's speed drifts by
+    # 10% over minutes, and interleaving spreads that drift over all of them.
+    runs: dict[str, list[dict]] = {}
+    for _ in range(args.repeat):
+        for key, config in CONFIGS.items():
+            if key not in skipped:
+                runs.setdefault(key, []).append(run(*config, args))
+    rows = {key: median_run(found, args.batch) for key, found in runs.items()}
     print(f"{'configuration':26} {'procs x thr':>11} {'step s':>8} {'samples/s':>10} {'GFLOP/s':>8} "
           f"{'peak MiB/proc':>14} {'step MiB/proc':>14}")
     for r in rows.values():
