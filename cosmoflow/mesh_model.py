@@ -117,20 +117,17 @@ class CosmoFlowMesh:
         return mtf.einsum([x, w], output_shape=[x.shape.dims[0], out]) + b
 
     def _conv(self, x: Any, kernel: np.ndarray, bias: np.ndarray, name: str) -> Any:
-        """A SAME 3D convolution with its bias, then leaky ReLU, on blocks:
+        """The Keras layer's convolution (``conv3d``), then leaky ReLU:
         [batch, d_blocks, h_blocks, d, h, w, c] -> [.., c']."""
         channels = mtf.Dimension(f"c{name[4:]}", kernel.shape[-1])
         k = mtf.get_variable(x.mesh, f"{name}/kernel", [mtf.Dimension(f"{name}_k{i}", n) for i, n in
                                                           enumerate(kernel.shape[:-1])] + [channels],
                              initializer=fed_initializer(kernel))
         b = mtf.get_variable(x.mesh, f"{name}/bias", [channels], initializer=fed_initializer(bias))
-        dims = x.shape.dims
         # The activation is a separate op: inside, TensorFlow's remapper fuses
         # conv, bias and leaky ReLU and then fails on the gradient's use of
         # the pre-activation, dropping every fusion of the graph.
-        y = block_operation(convolve_with_halos, [x, k, b], mtf.Shape(dims[:-1] + [channels]),
-                            [d.name for d in dims[1:3]], [d.name for d in dims[3:5]], name)
-        return leaky_relu(y, f"{name}_activation")
+        return leaky_relu(conv3d(x, k, b, name), f"{name}_activation")
 
     def state_updates(self) -> list:
         """Assignments besides the optimizer's each training step: none."""
@@ -162,15 +159,28 @@ class CosmoFlowMesh:
         return mtf.reduce_sum(mtf.abs(predictions - targets), reduced_dim=targets.shape.dims[-1]), self.target_size
 
 
+def conv3d(x: Any, kernel: Any, bias: Any, name: str = "conv") -> Any:
+    """The SAME 3D convolution of the whole volumes with its bias, each block
+    convolved as a whole sample plus its halos' part
+    (``parallel.blocks.convolve_with_halos``):
+    x [batch, d_blocks, h_blocks, d, h, w, c], kernel [K, K, K, c, c'] (K odd),
+    bias [c'] -> [batch, d_blocks, h_blocks, d, h, w, c']."""
+    dims = x.shape.dims
+    return block_operation(convolve_with_halos, [x, kernel, bias], mtf.Shape(dims[:-1] + [kernel.shape.dims[-1]]),
+                           [d.name for d in dims[1:3]], [d.name for d in dims[3:5]], name)
+
+
 def leaky_relu(x: Any, name: str) -> Any:
     return elementwise(lambda t: tf.nn.leaky_relu(t, LEAKY_ALPHA), x, name)
 
 
 def max_pool_2x(x: Any, name: str) -> Any:
-    """2x2x2 max pooling inside each block, with TensorFlow's gradient, which
-    sends each window's gradient to one maximum. (Mesh TF's ``max_pool3d``
-    sends it to every tied maximum; the empty regions of count data tie
-    often, the gradients grow several-fold, and training diverged.)"""
+    """2x2x2 max pooling inside each block (even sides):
+    x [batch, d_blocks, h_blocks, d, h, w, c] -> [.., d/2, h/2, w/2, c].
+    With TensorFlow's gradient, which sends each window's gradient to one
+    maximum. (Mesh TF's ``max_pool3d`` sends it to every tied maximum; the
+    empty regions of count data tie often, the gradients grow several-fold,
+    and training diverged.)"""
     batch_dims, (d, h, w), channels = x.shape.dims[:-4], x.shape.dims[-4:-1], x.shape.dims[-1]
     pooled = mtf.Shape(batch_dims + [mtf.Dimension(dim.name, dim.size // 2) for dim in (d, h, w)] + [channels])
 

@@ -15,6 +15,11 @@ Batch norm statistics are sums over the blocks of a group, so they equal
 the unsplit model's per replica; the ASPP's image pooling averages over all
 blocks. Kernels are replicated: their gradients are summed over blocks and
 groups (``parallel.spmd_mesh.slicewise_with_weights``).
+
+The block operations (``halo_conv2d``, ``depthwise_conv2d``,
+``transposed_conv2d_2x``, ``group_batch_norm``) are functions of Mesh TF
+tensors, their shapes in their docstrings; ``DeepCAMMesh`` creates each
+layer's variables from the Keras weights and calls them.
 """
 from __future__ import annotations
 
@@ -88,126 +93,29 @@ class DeepCAMMesh:
             dims = [mtf.Dimension(CHANNELS, value.shape[0])]
         return mtf.get_variable(mesh, name, dims, initializer=fed_initializer(value), trainable=trainable)
 
-    def _with_halo(self, fn: Any, x: Any, weights: list, halo: int, output_shape: Any, name: str) -> Any:
-        """``fn(image, *weights)`` on each block of ``x`` extended by ``halo``
-        rows and columns of the neighbouring blocks (zeros beyond the field),
-        taken in one point-to-point exchange, as an NHWC ``image``: one block
-        operation per layer."""
-        if halo == 0:
-            return slicewise_with_weights(lambda block, *w: fn(_nhwc(block), *w), [x] + weights, output_shape, name)
-
-        def run(context: Any, block: tf.Tensor, *w: tf.Tensor) -> tf.Tensor:
-            return fn(exchange_halos(context, block, halo, prepare=_nhwc), *w)
-
-        return block_operation(run, [x] + weights, output_shape, [d.name for d in x.shape.dims[2:4]], [H, W], name)
-
-    def _out_shape(self, x: Any, scale: float, channels: int) -> Any:
-        dims = x.shape.dims
-        return mtf.Shape(dims[:4] + [mtf.Dimension(H, int(dims[4].size * scale)),
-                                     mtf.Dimension(W, int(dims[5].size * scale)),
-                                     mtf.Dimension(CHANNELS, channels)])
-
     def conv(self, x: Any, name: str, stride: int = 1, dilation: int = 1) -> Any:
-        """A convolution, with a bias where the Keras layer has one."""
-        kernel = self.weights[f"{name}/kernel"]
-        weights = [self._weight(x.mesh, f"{name}/kernel", kernel)]
-        if f"{name}/bias" in self.weights:
-            weights.append(self._weight(x.mesh, f"{name}/bias", self.weights[f"{name}/bias"]))
-
-        def fn(image, kernel, *bias):
-            y = tf.nn.conv2d(image, kernel, stride, "VALID", dilations=dilation)
-            return _blocked(y + bias[0] if bias else y)
-
-        return self._with_halo(fn, x, weights, dilation * (kernel.shape[0] // 2),
-                               self._out_shape(x, 1 / stride, kernel.shape[-1]), name)
+        """The Keras layer's convolution (``halo_conv2d``), with its bias if it has one."""
+        kernel = self._weight(x.mesh, f"{name}/kernel", self.weights[f"{name}/kernel"])
+        bias = (self._weight(x.mesh, f"{name}/bias", self.weights[f"{name}/bias"])
+                if f"{name}/bias" in self.weights else None)
+        return halo_conv2d(x, kernel, bias, stride, dilation, name)
 
     def depthwise(self, x: Any, name: str, stride: int = 1, dilation: int = 1) -> Any:
-        kernel = self.weights[f"{name}/depthwise_kernel"]
-        k = self._weight(x.mesh, f"{name}/depthwise_kernel", kernel)
-
-        def fn(image, kernel):
-            return _blocked(tf.nn.depthwise_conv2d(image, kernel, [1, stride, stride, 1], "VALID",
-                                                   dilations=[dilation, dilation]))
-
-        return self._with_halo(fn, x, [k], dilation, self._out_shape(x, 1 / stride, kernel.shape[2]), name)
+        kernel = self._weight(x.mesh, f"{name}/depthwise_kernel", self.weights[f"{name}/depthwise_kernel"])
+        return depthwise_conv2d(x, kernel, stride, dilation, name)
 
     def transposed(self, x: Any, name: str) -> Any:
-        """The bias-free 2x transposed convolution."""
-        kernel = self.weights[f"{name}/kernel"]
-        k = self._weight(x.mesh, f"{name}/kernel", kernel)
-
-        def fn(image, kernel):
-            return _blocked(keras_model.transposed_conv_2x(image, kernel, None, crop_left=1))
-
-        return self._with_halo(fn, x, [k], 1, self._out_shape(x, 2, kernel.shape[2]), name)
+        """The bias-free 2x transposed convolution (``transposed_conv2d_2x``)."""
+        return transposed_conv2d_2x(x, self._weight(x.mesh, f"{name}/kernel", self.weights[f"{name}/kernel"]), name)
 
     def batch_norm(self, x: Any, name: str) -> Any:
-        """Batch norm over each group's batch and every block of its samples.
-        The statistics are block sums added across the group; the
-        normalisation itself is one slicewise op, so that, as Keras' fused
-        kernel, it keeps no full-size intermediates for the backward pass."""
-        mesh = x.mesh
-        gamma = self._weight(mesh, f"{name}/gamma", self.weights[f"{name}/gamma"])
-        beta = self._weight(mesh, f"{name}/beta", self.weights[f"{name}/beta"])
-        moving_mean = self._weight(mesh, f"{name}/moving_mean", self.weights[f"{name}/moving_mean"], False)
-        moving_var = self._weight(mesh, f"{name}/moving_variance", self.weights[f"{name}/moving_variance"], False)
-        if self.training:
-            mean, variance = self._group_moments(x, name)
-            momentum = keras_model.BN_MOMENTUM
-            self._state_updates += [
-                mtf.assign(moving, moving * momentum + mtf.reduce_mean(batch, output_shape=moving.shape) * (1 - momentum))
-                for moving, batch in ((moving_mean, mean), (moving_var, variance))]
-        else:
-            mean, variance = moving_mean, moving_var
-
-        def normalise(block, m, v, g, b):
-            image = fused_normalise(_nhwc(block), tf.reshape(m, [-1]), tf.reshape(v, [-1]), g, b)
-            return tf.reshape(image, block.shape)
-
-        return slicewise_with_weights(normalise, [x, mean, variance, gamma, beta], x.shape, f"{name}_normalise")
-
-    def _group_moments(self, x: Any, name: str) -> tuple[Any, Any]:
-        """Per group and channel, the mean and the (biased) variance over the
-        local batch and every pixel of every block: [groups, c] each.
-
-        One sum across the blocks: each block contributes its mean and its
-        mean square, the latter as its variance about its own mean plus
-        that mean squared, so that only the spread of the block means (not
-        of the pixels) is found by a difference of squares. Blocks are of
-        equal size, so the group's moments are the means over blocks. Two
-        sums in turn (the mean, then the squares about it) made every batch
-        norm wait for two collectives in the forward pass and one more in
-        the backward."""
-        dims = x.shape.dims
-        groups, h_blocks, w_blocks, channels = dims[0], dims[2], dims[3], dims[6]
-        moments_dim = mtf.Dimension(f"{name}_moments", 2)
-        pixels = dims[1].size * dims[4].size * dims[5].size           # per channel in one block
-
-        def block_moments(block: tf.Tensor) -> tf.Tensor:
-            """[1, B, 1, 1, h, w, c] -> [1, 1, 1, 2, c]: mean and mean square."""
-            @tf.custom_gradient
-            def moments(t):
-                mean, variance = _block_moments(_nhwc(t))
-                mean, variance = (tf.reshape(m, [1, 1, 1, -1]) for m in (mean, variance))
-                # The gradient of (mean(t), mean(t^2)), which these equal.
-                def grad(g):
-                    # Per-channel factors first: two full-size passes.
-                    g_mean, g_square = (tf.reshape(g[:, :, :, i], [1, 1, 1, 1, 1, 1, -1]) / pixels for i in (0, 1))
-                    return t * (2.0 * g_square) + g_mean
-                return tf.stack([mean, variance + tf.square(mean)], axis=3), grad
-            return moments(block)
-
-        partial = slicewise_with_weights(block_moments, [x], mtf.Shape([groups, h_blocks, w_blocks, moments_dim,
-                                                                         channels]), f"{name}_moments")
-        totals = mtf.reduce_sum(partial, output_shape=mtf.Shape([groups, moments_dim, channels]))
-        totals /= h_blocks.size * w_blocks.size
-
-        def moment(i: int) -> Any:
-            return mtf.slicewise(lambda t: t[:, i], [totals], output_shape=mtf.Shape([groups, channels]),
-                                 splittable_dims=[groups, channels], name=f"{name}_moment{i}")
-
-        mean = moment(0)
-        return mean, moment(1) - mtf.square(mean)
+        """The Keras layer's batch norm over each group (``group_batch_norm``);
+        in the training pass its moving statistics' updates join the step's."""
+        weights = [self._weight(x.mesh, f"{name}/{w}", self.weights[f"{name}/{w}"], trainable=w in ("gamma", "beta"))
+                   for w in ("gamma", "beta", "moving_mean", "moving_variance")]
+        y, updates = group_batch_norm(x, *weights, self.training, name)
+        self._state_updates += updates
+        return y
 
     def separable(self, x: Any, name: str, stride: int = 1, dilation: int = 1) -> Any:
         """Depthwise 3x3, then pointwise 1x1 (``deepcam.model.separable``)."""
@@ -344,6 +252,146 @@ class DeepCAMMesh:
     def optimizer(self, learning_rate: tf.Tensor) -> AdamFamilyRule:
         o = self.config.optimizer
         return AdamFamilyRule(o.name, learning_rate, tuple(o.betas), o.eps, o.weight_decay, o.max_grad_norm)
+
+
+# --- block operations -----------------------------------------------------------
+# Each takes activations blocked as [groups, batch, h_blocks, w_blocks, h, w, c]
+# (a group's samples cut into blocks laid out on the mesh) and its weights as
+# Mesh TF tensors, replicated; every process runs it on its own block.
+
+
+def halo_conv2d(x: Any, kernel: Any, bias: Any | None, stride: int = 1, dilation: int = 1,
+                name: str = "conv") -> Any:
+    """The convolution of the whole fields zero-padded by
+    ``dilation·(K // 2)`` on every side (PyTorch's padding, as
+    ``deepcam.model.conv``), each block taking that many rows and columns
+    of halo from its neighbours:
+    x [groups, batch, h_blocks, w_blocks, h, w, c], kernel [K, K, c, c'],
+    bias [c'] or None -> [groups, batch, h_blocks, w_blocks, h/stride, w/stride, c']."""
+    def fn(image: tf.Tensor, k: tf.Tensor, *b: tf.Tensor) -> tf.Tensor:
+        y = tf.nn.conv2d(image, k, stride, "VALID", dilations=dilation)
+        return y + b[0] if b else y
+
+    size, out = kernel.shape.dims[0].size, kernel.shape.dims[-1].size
+    return _with_halo(fn, x, [kernel] + ([bias] if bias is not None else []), dilation * (size // 2),
+                      _out_shape(x, 1 / stride, out), name)
+
+
+def depthwise_conv2d(x: Any, kernel: Any, stride: int = 1, dilation: int = 1, name: str = "depthwise") -> Any:
+    """The depthwise convolution of the whole fields zero-padded by
+    ``dilation`` (3x3 kernels), with halos as ``halo_conv2d``:
+    x [groups, batch, h_blocks, w_blocks, h, w, c], kernel [3, 3, c, 1]
+    -> [groups, batch, h_blocks, w_blocks, h/stride, w/stride, c]."""
+    def fn(image: tf.Tensor, k: tf.Tensor) -> tf.Tensor:
+        return tf.nn.depthwise_conv2d(image, k, [1, stride, stride, 1], "VALID", dilations=[dilation, dilation])
+
+    return _with_halo(fn, x, [kernel], dilation, _out_shape(x, 1 / stride, kernel.shape.dims[2].size), name)
+
+
+def transposed_conv2d_2x(x: Any, kernel: Any, name: str = "transposed") -> Any:
+    """PyTorch's ConvTranspose2d(3, stride 2, padding 1, output_padding 1)
+    without bias (``deepcam.model.transposed_conv_2x``), each block taking
+    a one-pixel halo: x [groups, batch, h_blocks, w_blocks, h, w, c],
+    kernel [3, 3, c', c] -> [groups, batch, h_blocks, w_blocks, 2h, 2w, c']."""
+    def fn(image: tf.Tensor, k: tf.Tensor) -> tf.Tensor:
+        return keras_model.transposed_conv_2x(image, k, None, crop_left=1)
+
+    return _with_halo(fn, x, [kernel], 1, _out_shape(x, 2, kernel.shape.dims[2].size), name)
+
+
+def group_batch_norm(x: Any, gamma: Any, beta: Any, moving_mean: Any, moving_variance: Any, training: bool,
+                     name: str = "batch_norm") -> tuple[Any, list]:
+    """Batch norm with statistics over each group's batch and every block
+    of its samples (the unsplit model's per replica), or the moving
+    statistics outside training: x [groups, batch, h_blocks, w_blocks, h, w, c],
+    gamma, beta, moving_mean, moving_variance [c] -> (y shaped as x, the
+    moving statistics' assignments: none outside training). The
+    normalisation is one slicewise op in TensorFlow's fused kernels
+    (``fused_normalise``), so that, as Keras' fused layer, it keeps no
+    full-size intermediates for the backward pass."""
+    updates = []
+    if training:
+        mean, variance = group_moments(x, name)
+        momentum = keras_model.BN_MOMENTUM
+        updates = [mtf.assign(moving, moving * momentum + mtf.reduce_mean(batch, output_shape=moving.shape)
+                              * (1 - momentum))
+                   for moving, batch in ((moving_mean, mean), (moving_variance, variance))]
+    else:
+        mean, variance = moving_mean, moving_variance
+
+    def normalise(block, m, v, g, b):
+        image = fused_normalise(_nhwc(block), tf.reshape(m, [-1]), tf.reshape(v, [-1]), g, b)
+        return tf.reshape(image, block.shape)
+
+    y = slicewise_with_weights(normalise, [x, mean, variance, gamma, beta], x.shape, f"{name}_normalise")
+    return y, updates
+
+
+def group_moments(x: Any, name: str) -> tuple[Any, Any]:
+    """Per group and channel, the mean and the (biased) variance over the
+    local batch and every pixel of every block:
+    x [groups, batch, h_blocks, w_blocks, h, w, c] -> ([groups, c], [groups, c]).
+
+    One sum across the blocks: each block contributes its mean and its
+    mean square, the latter as its variance about its own mean plus
+    that mean squared, so that only the spread of the block means (not
+    of the pixels) is found by a difference of squares. Blocks are of
+    equal size, so the group's moments are the means over blocks. Two
+    sums in turn (the mean, then the squares about it) made every batch
+    norm wait for two collectives in the forward pass and one more in
+    the backward."""
+    dims = x.shape.dims
+    groups, h_blocks, w_blocks, channels = dims[0], dims[2], dims[3], dims[6]
+    moments_dim = mtf.Dimension(f"{name}_moments", 2)
+    pixels = dims[1].size * dims[4].size * dims[5].size           # per channel in one block
+
+    def block_moments(block: tf.Tensor) -> tf.Tensor:
+        """[1, B, 1, 1, h, w, c] -> [1, 1, 1, 2, c]: mean and mean square."""
+        @tf.custom_gradient
+        def moments(t):
+            mean, variance = _block_moments(_nhwc(t))
+            mean, variance = (tf.reshape(m, [1, 1, 1, -1]) for m in (mean, variance))
+            # The gradient of (mean(t), mean(t^2)), which these equal.
+            def grad(g):
+                # Per-channel factors first: two full-size passes.
+                g_mean, g_square = (tf.reshape(g[:, :, :, i], [1, 1, 1, 1, 1, 1, -1]) / pixels for i in (0, 1))
+                return t * (2.0 * g_square) + g_mean
+            return tf.stack([mean, variance + tf.square(mean)], axis=3), grad
+        return moments(block)
+
+    partial = slicewise_with_weights(block_moments, [x], mtf.Shape([groups, h_blocks, w_blocks, moments_dim,
+                                                                     channels]), f"{name}_moments")
+    totals = mtf.reduce_sum(partial, output_shape=mtf.Shape([groups, moments_dim, channels]))
+    totals /= h_blocks.size * w_blocks.size
+
+    def moment(i: int) -> Any:
+        return mtf.slicewise(lambda t: t[:, i], [totals], output_shape=mtf.Shape([groups, channels]),
+                             splittable_dims=[groups, channels], name=f"{name}_moment{i}")
+
+    mean = moment(0)
+    return mean, moment(1) - mtf.square(mean)
+
+
+def _with_halo(fn: Any, x: Any, weights: list, halo: int, output_shape: Any, name: str) -> Any:
+    """``fn(image, *weights)`` on each block of ``x`` extended by ``halo``
+    rows and columns of the neighbouring blocks (zeros beyond the field),
+    taken in one point-to-point exchange, as an NHWC ``image``, and its NHWC
+    result blocked again: one block operation per layer."""
+    if halo == 0:
+        return slicewise_with_weights(lambda block, *w: _blocked(fn(_nhwc(block), *w)), [x] + weights, output_shape,
+                                      name)
+
+    def run(context: Any, block: tf.Tensor, *w: tf.Tensor) -> tf.Tensor:
+        return _blocked(fn(exchange_halos(context, block, halo, prepare=_nhwc), *w))
+
+    return block_operation(run, [x] + weights, output_shape, [d.name for d in x.shape.dims[2:4]], [H, W], name)
+
+
+def _out_shape(x: Any, scale: float, channels: int) -> Any:
+    """``x``'s shape with its blocks' rows and columns scaled and ``channels`` channels."""
+    dims = x.shape.dims
+    return mtf.Shape(dims[:4] + [mtf.Dimension(H, int(dims[4].size * scale)),
+                                 mtf.Dimension(W, int(dims[5].size * scale)), mtf.Dimension(CHANNELS, channels)])
 
 
 @tf.custom_gradient
