@@ -102,7 +102,8 @@ def _overlap(first: tuple[int, int], second: tuple[int, int]) -> tuple[int, int]
     return max(first[0], second[0]), min(first[1], second[1])
 
 
-def receive_halos(context: BlockContext, block: tf.Tensor, halo: int) -> list[tuple[tf.Tensor, list[tuple[int, int]]]]:
+def receive_halos(context: BlockContext, block: tf.Tensor,
+                  halo: int) -> list[tuple[tf.Tensor, list[tuple[int, int]]]]:
     """Every part of the neighbours' blocks within ``halo`` planes of this
     block along the context's axes (corners included, and several blocks
     deep when the halo is wider than a block), taken in one alltoall, each
@@ -149,16 +150,14 @@ def receive_halos(context: BlockContext, block: tf.Tensor, halo: int) -> list[tu
 
 
 def exchange_halos(context: BlockContext, block: tf.Tensor, halo: int,
-                   prepare: Callable[[tf.Tensor], tf.Tensor] = tf.identity,
-                   pad_axes: tuple[int, ...] = ()) -> tf.Tensor:
+                   prepare: Callable[[tf.Tensor], tf.Tensor] = tf.identity) -> tf.Tensor:
     """``prepare`` applied to the block extended by ``halo`` planes of its
     neighbours on both sides of each of the context's axes:
     [.., n_0 + 2·halo, .., n_1 + 2·halo, ..] before ``prepare``.
 
     Planes outside the volume (the global boundary, and both sides of an
-    unsplit axis) are zeros, as a SAME convolution pads; so are ``halo``
-    planes on both sides of each of ``pad_axes`` (tensor axes that are never
-    split). One alltoall moves every neighbour's planes, corners included.
+    unsplit axis) are zeros, as a SAME convolution pads. One alltoall moves
+    every neighbour's planes, corners included.
     ``prepare`` is a reshape into the tensor the layer's op reads: the
     backward pass rebuilds exactly that tensor."""
     if halo == 0:
@@ -168,7 +167,7 @@ def exchange_halos(context: BlockContext, block: tf.Tensor, halo: int,
 
     def build() -> tf.Tensor:
         return prepare(_place_in_padded(block, [p for p, _ in received], [b for _, b in received], box_axes,
-                                        box_axes + list(pad_axes), halo))
+                                        halo))
 
     extended = build()
     tf.add_to_collection(REBUILT_IN_BACKWARD, (extended, build))
@@ -288,10 +287,11 @@ def _add_to_planes(out: tf.Tensor, correction: tf.Tensor, axis: int, side: int) 
 
 
 def _place_in_padded(block: tf.Tensor, pieces: list[tf.Tensor], boxes: list[list[tuple[int, int]]],
-                     box_axes: list[int], padded_axes: list[int], halo: int) -> tf.Tensor:
-    """``block`` zero-padded by ``halo`` on both sides of ``padded_axes``,
-    with each received piece written over the padding at its box (its
-    range along each of ``box_axes``, in the padded tensor's coordinates).
+                     box_axes: list[int], halo: int) -> tf.Tensor:
+    """``block`` zero-padded by ``halo`` on both sides of each of
+    ``box_axes``, with each received piece written over the padding at its
+    box (its range along each of those axes, in the padded tensor's
+    coordinates).
 
     One full-size copy: the padding, into whose rows the pieces are written
     in place. Concatenating rows of segments (zeros, block, halos) along
@@ -300,7 +300,7 @@ def _place_in_padded(block: tf.Tensor, pieces: list[tf.Tensor], boxes: list[list
     as often; here the block's gradient is one slice of the padded one.
     (``tensor_scatter_nd_update`` copies its input, so it cost a copy too.)"""
     paddings = [[0, 0] for _ in range(block.shape.ndims)]
-    for axis in padded_axes:
+    for axis in box_axes:
         paddings[axis] = [halo, halo]
     if not pieces:
         return tf.pad(block, paddings)
@@ -314,9 +314,7 @@ def _place_in_padded(block: tf.Tensor, pieces: list[tf.Tensor], boxes: list[list
                                                for a in range(depth))]
         positions = np.stack(np.meshgrid(*ranges, indexing="ij"), -1).reshape(-1, depth)
         row_numbers.append(np.ravel_multi_index(positions.T, padded_shape[:depth]))
-        # Across the other axes a piece spans its sender's block: pad it as the block is.
-        piece_padding = [[0, 0] if a in box_axes else p for a, p in enumerate(paddings)]
-        pieces_as_rows.append(tf.reshape(tf.pad(piece, piece_padding), [len(positions), -1]))
+        pieces_as_rows.append(tf.reshape(piece, [len(positions), -1]))
     rows = np.concatenate(row_numbers).astype(np.int32)
     n_rows = int(np.prod(padded_shape[:depth]))
 
