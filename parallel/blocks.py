@@ -270,8 +270,7 @@ def _add_to_planes(out: tf.Tensor, correction: tf.Tensor, axis: int, side: int) 
     size[axis] = m
     values = tf.slice(correction, begin, size)
     planes = range(0, m) if side == 0 else range(n - m, n)
-    positions = np.stack(np.meshgrid(*[range(s) for s in shape[:axis]], planes, indexing="ij"), -1)
-    rows = np.ravel_multi_index(positions.reshape(-1, axis + 1).T, shape[:axis + 1]).astype(np.int32)
+    rows = _row_numbers([range(s) for s in shape[:axis]] + [planes], shape[:axis + 1]).astype(np.int32)
     n_rows = int(np.prod(shape[:axis + 1]))
 
     @tf.custom_gradient
@@ -284,6 +283,13 @@ def _add_to_planes(out: tf.Tensor, correction: tf.Tensor, axis: int, side: int) 
         return tf.reshape(summed, shape), gradient
 
     return add(out, values)
+
+
+def _row_numbers(ranges: list[range], shape: list[int]) -> np.ndarray:
+    """The rows (positions along the leading ``len(shape)`` axes, row-major)
+    of a box given by its range along each of them, in row-major order."""
+    positions = np.stack(np.meshgrid(*ranges, indexing="ij"), -1).reshape(-1, len(shape))
+    return np.ravel_multi_index(positions.T, shape)
 
 
 def _place_in_padded(block: tf.Tensor, pieces: list[tf.Tensor], boxes: list[list[tuple[int, int]]],
@@ -312,9 +318,8 @@ def _place_in_padded(block: tf.Tensor, pieces: list[tf.Tensor], boxes: list[list
     for piece, box in zip(pieces, boxes):
         ranges = [range(lo, hi) for lo, hi in (dict(zip(box_axes, box)).get(a, (0, padded_shape[a]))
                                                for a in range(depth))]
-        positions = np.stack(np.meshgrid(*ranges, indexing="ij"), -1).reshape(-1, depth)
-        row_numbers.append(np.ravel_multi_index(positions.T, padded_shape[:depth]))
-        pieces_as_rows.append(tf.reshape(piece, [len(positions), -1]))
+        row_numbers.append(_row_numbers(ranges, padded_shape[:depth]))
+        pieces_as_rows.append(tf.reshape(piece, [len(row_numbers[-1]), -1]))
     rows = np.concatenate(row_numbers).astype(np.int32)
     n_rows = int(np.prod(padded_shape[:depth]))
 
