@@ -19,6 +19,7 @@ HYPERPARAMETER_PREFIXES = ("opt_", "global_batch_size", "dropout", "batchnorm_gr
 class RunLog:
     path: Path
     values: dict[str, Any] = field(default_factory=dict)        # first value of each key
+    values_of: dict[str, list[Any]] = field(default_factory=dict)  # every value of each key, in order
     metadata: dict[str, dict] = field(default_factory=dict)     # first metadata of each key
     times: dict[str, list[float]] = field(default_factory=dict)  # every timestamp (ms) of each key
     epoch_spans: list[tuple[int, float, float]] = field(default_factory=list)
@@ -163,6 +164,7 @@ def read_run_log(path: str | Path, ruleset: str = "3.0.0") -> RunLog:
         run.timestamps.append(line.timestamp)
         run.times.setdefault(key, []).append(line.timestamp)
         run.values.setdefault(key, value.get("value"))
+        run.values_of.setdefault(key, []).append(value.get("value"))
         run.metadata.setdefault(key, value.get("metadata") or {})
         epoch = (value.get("metadata") or {}).get("epoch_num", 0)
         if key in ("epoch_start", "eval_start"):

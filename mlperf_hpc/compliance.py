@@ -40,6 +40,7 @@ from mlperf_logging.result_summarizer import result_summarizer
 
 from core.benchmark import facts_for_log
 from core.runlog import RunLog, read_run_log
+from mlperf_hpc.rules_files import ruleset_folder, unsafe_values
 
 DEFAULT_RULESET = "3.0.0"
 EARLIEST_PLAUSIBLE_MS = 1_546_300_800_000  # 2019-01-01, before any MLPerf HPC log
@@ -82,7 +83,7 @@ def _official_tools():
 def official_rules(ruleset: str, division: str, benchmark: str) -> dict[str, dict]:
     """The official checker's key records (NAME, REQ, CHECK, ...) that apply
     to a log of this division and benchmark, by key."""
-    folder = Path(mlp_compliance.__file__).parent / f"hpc_{ruleset}"
+    folder = ruleset_folder(ruleset)
     records: dict[str, dict] = {}
     for name in ("common", f"{division}_common", f"{division}_{benchmark}"):
         path = folder / f"{name}.yaml"
@@ -129,6 +130,8 @@ class LogVerdict:
     reasons: list[str] = field(default_factory=list)
     scaling: str = "strong"
     group: str = ""
+    official_tools_may_read: bool = True   # False: unreadable, or a value names a rules file
+
 
     @property
     def reason(self) -> str:
@@ -160,9 +163,9 @@ def _lint(run: RunLog, ruleset: str) -> list[str]:
     reasons = []
     for key, (expected, least) in VALUE_RULES.items():
         values = [v for _, v in run.series.get(key, [])] or ([run.values[key]] if key in run.values else [])
-        wrong = next((v for v in values if _wrong_type(v, expected)), None)
-        if wrong is not None:
-            reasons.append(f"{key} must be {'a string' if expected is str else 'a number'}, not {wrong!r}")
+        wrong = [v for v in values if _wrong_type(v, expected)]
+        if wrong:
+            reasons.append(f"{key} must be {'a string' if expected is str else 'a number'}, not {wrong[0]!r}")
         elif least is not None and any(v < least for v in values):
             reasons.append(f"{key} must be >= {least}, not {min(values)!r}")
     for name in INTERVALS:
@@ -181,14 +184,17 @@ def _lint(run: RunLog, ruleset: str) -> list[str]:
 
 def _check_log(path: Path, ruleset: str) -> tuple[LogVerdict, RunLog | None]:
     if not path.is_file():
-        return LogVerdict(path, False, "", "", "", None, ["log file not found"]), None
+        return LogVerdict(path, False, "", "", "", None, ["log file not found"], official_tools_may_read=False), None
     run = read_run_log(path, ruleset)
+    unsafe = unsafe_values(run.values_of, ruleset)
     if run.parse_errors:
         # The official checker raises on such a record; its line is the verdict.
         reasons = [f"{run.parse_errors[0]} (the official checker cannot read the log; {len(run.parse_errors)} "
                    f"record(s) unreadable)"]
     elif not run.timestamps:
         reasons = ["no MLLOG records: an empty or binary file, not an MLPerf log"]
+    elif unsafe:
+        reasons = unsafe
     else:
         reasons = _official_verdict(path, run, ruleset) + _lint(run, ruleset)
     if run.timestamps:
@@ -200,7 +206,8 @@ def _check_log(path: Path, ruleset: str) -> tuple[LogVerdict, RunLog | None]:
             reasons.append("timestamps outside the plausible range (clock not set?)")
     ttt = run.time_to_train_s
     return LogVerdict(path, not reasons, run.benchmark, run.division, run.status,
-                      ttt / 60 if ttt is not None else None, reasons), run
+                      ttt / 60 if ttt is not None else None, reasons,
+                      official_tools_may_read=not (run.parse_errors or unsafe or not run.timestamps)), run
 
 
 def _official_verdict(path: Path, run: RunLog, ruleset: str) -> list[str]:
@@ -367,12 +374,13 @@ def _check_group(runs: list[tuple[LogVerdict, RunLog]], submission: bool, scalin
     benchmark = runs[0][1].benchmark
     seen_seeds: dict = {}
     for verdict, run in runs:
+        seed = json.dumps(run.seed, sort_keys=True)    # a hand-edited seed may be a list or an object
         if run.seed is None:
             verdict.reasons.append("no seed logged")
-        elif run.seed in seen_seeds:
-            verdict.reasons.append(f"seed {run.seed} also used by {seen_seeds[run.seed].name}")
+        elif seed in seen_seeds:
+            verdict.reasons.append(f"seed {run.seed} also used by {seen_seeds[seed].name}")
         else:
-            seen_seeds[run.seed] = run.path
+            seen_seeds[seed] = run.path
     reference = runs[0][1]
     for verdict, run in runs[1:]:
         differing = sorted(k for k in set(reference.hyperparameters) | set(run.hyperparameters)
@@ -410,9 +418,21 @@ def _lint_against_system(runs: list[tuple[LogVerdict, RunLog]], org_dir: Path, s
                 verdict.reasons.append(f"{key} is {run.values.get(key)!r} but {path.name} says {want!r}")
 
 
+def _unreadable_by_official_tools(org_dir: Path, ruleset: str) -> list[Path]:
+    """Every file the package checker would hand to the official checker
+    (any file under ``results/``, not only the ones ``find_logs`` takes for
+    logs) whose values name rules files."""
+    return [p for p in sorted((org_dir / "results").rglob("*"))
+            if p.is_file() and unsafe_values(read_run_log(p, ruleset).values_of, ruleset)]
+
+
 def _official_package_check(org_dir: Path, ruleset: str, rcp_bypass: bool) -> tuple[str, bool, str]:
     from mlperf_logging.package_checker.package_checker import check_systems, check_training_result_files
 
+    unsafe = _unreadable_by_official_tools(org_dir, ruleset)
+    if unsafe:
+        return str(org_dir), False, (f"not run: {len(unsafe)} file(s) under results/ hold values naming rules "
+                                     f"files, first {unsafe[0].relative_to(org_dir)}")
     with tempfile.TemporaryDirectory() as tmp:
         copy = Path(tmp) / org_dir.name
         shutil.copytree(org_dir, copy, copy_function=shutil.copyfile)
@@ -431,6 +451,17 @@ def _official_package_check(org_dir: Path, ruleset: str, rcp_bypass: bool) -> tu
     return str(org_dir), not reasons, "; ".join(reasons)
 
 
+def _score(runs: list[RunLog], benchmark: str, scaling: str, division: str, ruleset: str, rcp_bypass: bool,
+           source: Path) -> Score:
+    """``official_score``, or a note where the official tools fail on the set."""
+    try:
+        return official_score(runs, benchmark, scaling, division, ruleset, rcp_bypass, source)
+    except Exception as err:  # the summarizer and RCP checker assume well-formed logs
+        return Score("", benchmark, scaling, len(runs), division,
+                     note=f"the official summarizer could not score this set ({type(err).__name__}: "
+                          f"{str(err)[:100]})")
+
+
 def check_path(path: str | Path, ruleset: str = DEFAULT_RULESET, rcp_bypass: bool = False) -> CheckReport:
     """Check a log, a directory of logs, or a submission tree."""
     logs = find_logs(Path(path))
@@ -439,7 +470,7 @@ def check_path(path: str | Path, ruleset: str = DEFAULT_RULESET, rcp_bypass: boo
         verdict, run = _check_log(log, ruleset)
         verdict.group, verdict.scaling, org = _placement(log)
         verdicts.append(verdict)
-        if run is not None and run.timestamps:
+        if run is not None and verdict.official_tools_may_read:
             if run.instance_id is not None and org is None:
                 verdict.scaling = "weak"
             groups[(verdict.group, run.benchmark, verdict.scaling, org)].append((verdict, run))
@@ -452,8 +483,8 @@ def check_path(path: str | Path, ruleset: str = DEFAULT_RULESET, rcp_bypass: boo
             _lint_against_system(runs, org, group.split("/")[0], scaling)
         for verdict, _ in runs:
             verdict.passed = not verdict.reasons
-        score = official_score([r for _, r in runs], benchmark, scaling, runs[0][1].division, ruleset, rcp_bypass,
-                               runs[0][1].path.parent)
+        score = _score([r for _, r in runs], benchmark, scaling, runs[0][1].division, ruleset, rcp_bypass,
+                       runs[0][1].path.parent)
         score.group = group
         scores.append(score)
     package = [_official_package_check(org, ruleset, rcp_bypass) for org in sorted(orgs)]

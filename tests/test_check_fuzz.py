@@ -5,11 +5,14 @@ verdict names the key; and what the rules forbid fails."""
 from __future__ import annotations
 
 import json
+import multiprocessing
+import shutil
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from mlperf_hpc.compliance import VALUE_RULES, check_log, official_rules
+from mlperf_hpc.compliance import VALUE_RULES, check_log, check_path, official_rules
 from tests.conftest import REPO, cli
 
 TREE = REPO / "tests" / "fixtures" / "hpc_results_v3.0" / "NVIDIA" / "results"
@@ -129,3 +132,92 @@ def test_values_the_official_checker_has_no_rules_for(tmp_path, key, value, name
     records = [dict(r, value=value) if isinstance(r, dict) and r["key"] == key else r for r in _records(LOGS[0])]
     verdict = check_log(_write(tmp_path / "r.txt", records))
     assert not verdict.passed and named in verdict.reason and value in verdict.reason
+
+
+# --- every value replaced by what a careless or hostile author might write --------
+
+def _planted_rules(folder: Path, marker: Path) -> str:
+    """Rules files whose code writes ``marker``, under every name a rules
+    path could take; returns a value that walks from the ruleset to them."""
+    folder.mkdir()
+    for name in ("x_common.yaml", "x.yaml", "closed_x.yaml", "open_x.yaml", "closed_deepcam_x.yaml"):
+        (folder / name).write_text(f"- BEGIN:\n    CODE: \"open({str(marker)!r}, 'a').write('ran')\"\n")
+    return "../" * 40 + str(folder / "x").lstrip("/")
+
+
+# The replacement values, chosen by hand, not from any rule table.
+HOSTILE_VALUES = {"empty": "", "undefined": "UNDEFINED", "huge": 1e308, "big_int": 10 ** 30, "negative": -1,
+                  "list": [1, "a"], "object": {"value": 1}, "null": None, "bool": True, "nan_text": "NaN"}
+LINE_MUTATIONS = ("delete", "duplicate", "truncate", "binary")
+
+
+def _mutants(records: list, path_value: str):
+    """(kind, key, records) for each key of the log and each hostile value,
+    each line mutation, and the rules path."""
+    keys = list(dict.fromkeys(r["key"] for r in records if isinstance(r, dict)))
+    values = {**HOSTILE_VALUES, "path": path_value}
+    for key in keys:
+        at = next(i for i, r in enumerate(records) if isinstance(r, dict) and r["key"] == key)
+        for kind, value in values.items():
+            yield kind, key, records[:at] + [{**records[at], "value": value}] + records[at + 1:]
+        line = TOKEN + json.dumps(records[at])
+        lines = {"delete": [], "duplicate": [records[at], records[at]], "truncate": [line[:len(line) // 2]],
+                 "binary": [line[:20] + "\x00\xff\xfe" + line[40:]]}
+        for kind in LINE_MUTATIONS:
+            yield kind, key, records[:at] + lines[kind] + records[at + 1:]
+
+
+def _check_tree(org: str) -> list[str]:
+    """``check`` of one submission tree in a fresh process; the exception a
+    user would see as a traceback, if any."""
+    try:
+        report = check_path(org)
+        report.table(), report.to_json()
+        return [] if not report.passed else [f"{org}: passed"]
+    except Exception as err:
+        return [f"{org}: {type(err).__name__}: {err}"]
+
+
+@pytest.mark.slow
+def test_check_never_ends_in_a_traceback_and_never_runs_code_from_a_log(tmp_path):
+    marker = tmp_path / "code-ran"
+    path_value = _planted_rules(tmp_path / "planted", marker)
+    tried, trees = 0, []
+    systems = REPO / "tests" / "fixtures" / "hpc_results_v3.0" / "NVIDIA" / "systems"
+    for log in LOGS:
+        benchmark = log.parts[-2]
+        by_kind: dict[str, list] = {}
+        for kind, key, records in _mutants(_records(log), path_value):
+            by_kind.setdefault(kind, []).append((key, records))
+        for kind, mutants in by_kind.items():
+            # A submission tree per kind of mutation: every log through the
+            # per-log checks, the summarizer and the package checker.
+            org = tmp_path / f"{benchmark}-{kind}" / "NVIDIA"
+            shutil.copytree(systems, org / "systems")
+            folder = org / "results" / log.parts[-4] / "strong" / benchmark
+            folder.mkdir(parents=True)
+            for i, (key, records) in enumerate(mutants):
+                _write(folder / f"result_{i}.txt", records)
+            tried += len(mutants)
+            trees.append(str(org))
+    # Both cores: the trees are independent (fresh processes, no TensorFlow).
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
+        problems = [p for found in pool.map(_check_tree, trees) for p in found]
+    print(f"logs tried {tried}, tracebacks {len(problems)}, code executions {int(marker.exists())}")
+    assert tried > 1000 and not problems, "\n".join(problems)
+    assert not marker.exists()
+
+
+def test_a_binary_file_and_a_division_of_undefined_through_the_cli(tmp_path):
+    junk = tmp_path / "result_0.txt"
+    junk.write_bytes(bytes(range(256)) * 64)
+    records = [dict(r, value="UNDEFINED") if isinstance(r, dict) and r["key"] == "submission_division" else r
+               for r in _records(LOGS[0])]
+    folder = tmp_path / "runs"
+    folder.mkdir()
+    for i in range(3):                  # enough runs for the summarizer to score them
+        _write(folder / f"result_{i}.txt", records)
+    for target in (junk, folder):
+        result = cli("check", str(target))
+        assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert "submission_division 'UNDEFINED' is not one of closed, open" in result.stdout
