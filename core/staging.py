@@ -5,7 +5,12 @@ benchmark.
 Each data-parallel replica reads a fixed share of the files, so it can stage
 exactly its files: MLPerf HPC lets each rank copy its shard from the shared
 file system to node-local storage (between staging_start and staging_stop);
-the pipelines then read the local copies. A run's data must start on
+the pipelines then read the local copies. A staged copy is reused only
+while its source is unchanged: each copy has a manifest beside it with the
+source's size and modification time at staging (size alone let regenerated
+fixed-size HDF5 files train on the old copies). Staged data lives in
+directories only this user can enter, so nobody else can plant a copy
+(with its manifest) for a run to read. A run's data must start on
 durable storage, not in memory, so before run_start every file a rank will
 read is evicted from the page cache: ``posix_fadvise(POSIX_FADV_DONTNEED)``,
 which needs no root (unlike dropping the whole cache).
@@ -14,10 +19,14 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import json
 import mmap
 import os
 import shutil
+import stat
 from pathlib import Path
+
+from core.errors import RankError
 
 
 SHARD_STYLES = ("round_robin", "contiguous")
@@ -50,19 +59,58 @@ def local_paths(files: list[str], stage_dir: str | Path | None) -> list[str]:
     return [str(staged_path(f, stage_dir)) for f in files] if stage_dir else files
 
 
+MANIFEST_SUFFIX = ".staged.json"
+
+
+def _source_identity(path: str | Path) -> dict:
+    info = os.stat(path)
+    return {"source": str(Path(path).absolute()), "size": info.st_size, "mtime_ns": info.st_mtime_ns}
+
+
+def _private_dir(path: Path, stage_dir: Path) -> None:
+    """Create ``path`` (below ``stage_dir``) for this user alone, and refuse
+    one that someone else made or could write into (``stage_dir`` itself is
+    the user's choice and may be shared, as /tmp is)."""
+    stage_dir.mkdir(parents=True, exist_ok=True)
+    for folder in reversed([path, *[p for p in path.parents if stage_dir in p.parents]]):
+        try:
+            folder.mkdir(mode=0o700)
+        except FileExistsError:
+            pass
+        info = folder.lstat()
+        if info.st_uid != os.getuid() or stat.S_IMODE(info.st_mode) & 0o077 or not stat.S_ISDIR(info.st_mode):
+            raise RankError(f"stage directory {folder} is not private to this user (another owner, a link, or "
+                            f"open to others), so copies there cannot be trusted: remove it or pass another "
+                            f"--stage-dir")
+
+
+def is_current(src: str | Path, dst: Path) -> bool:
+    """Whether ``dst`` is a copy of ``src`` as it is now (its manifest
+    records ``src``'s present size and modification time)."""
+    try:
+        recorded = json.loads(Path(f"{dst}{MANIFEST_SUFFIX}").read_text())
+        return recorded == _source_identity(src) and dst.stat().st_size == recorded["size"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
 def stage(files: list[str], stage_dir: str | Path) -> list[str]:
-    """Copy files to node-local storage (skipping ones already there with the
-    same size) and return the staged paths, in the same order."""
+    """Copy files to node-local storage (reusing copies of unchanged sources)
+    and return the staged paths, in the same order."""
     staged = []
     for src in files:
         dst = staged_path(src, stage_dir)
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        if not dst.exists() or dst.stat().st_size != Path(src).stat().st_size:
+        _private_dir(dst.parent, Path(stage_dir).absolute())
+        if not is_current(src, dst):
+            identity = _source_identity(src)
             # A private temporary name: ranks of concurrent instances on one
             # node may stage the same file at the same time.
             tmp = dst.with_name(f"{dst.name}.{os.getpid()}.part")
             shutil.copyfile(src, tmp)
             tmp.replace(dst)
+            manifest = dst.with_name(f"{dst.name}{MANIFEST_SUFFIX}.{os.getpid()}.part")
+            manifest.write_text(json.dumps(identity))
+            manifest.replace(f"{dst}{MANIFEST_SUFFIX}")
         staged.append(str(dst))
     return staged
 

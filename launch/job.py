@@ -13,7 +13,7 @@ from core.benchmark import get_facts
 from core.errors import HarnessError
 from launch.binding import placements
 from launch.system import ALLOCATIONS, System
-from parallel.topology import data_groups, layout_split
+from parallel.topology import GPUS_PER_NODE_ENV, data_groups, layout_split
 
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 ELAPSE = re.compile(r"^(\d{1,3}):([0-5]\d):([0-5]\d)$")
@@ -48,6 +48,7 @@ class JobSpec:
     job_dir: str = "jobs/job"
     seed: int | None = None
     preflight: bool = False         # an allreduce bandwidth test before training
+    keep_staged: bool = False       # leave a private stage directory in place after the job
 
     @property
     def ppn(self) -> int:
@@ -82,7 +83,7 @@ class JobSpec:
         threads = max(1, self.system.cores_per_node // self.ppn)
         env = {**self.system.env, "MLPERF_HPC_THREADS": str(threads)}
         if self.system.accelerators_per_node:
-            env["MLPERF_HPC_GPUS_PER_NODE"] = str(self.system.accelerators_per_node)
+            env[GPUS_PER_NODE_ENV] = str(self.system.accelerators_per_node)
         return env
 
     @property

@@ -81,8 +81,16 @@ def render(job: JobSpec) -> RenderedJob:
              *system.setup,
              *(f"export {name}={q(value)}" for name, value in sorted(job.env.items())),
              f"JOB_DIR={q(job.job_dir)}",
-             'mkdir -p "$JOB_DIR"',
-             f'STAGE_DIR="{system.staging.local_dir}"']
+             'mkdir -p "$JOB_DIR"']
+    if system.staging.method == "directory":
+        # A directory any user can write to (/tmp): a fresh one of this job's
+        # own (mktemp: mode 0700, an unguessable name), removed at the end.
+        # The schedulers' node-local directories are the job's already.
+        lines.append(f'STAGE_DIR=$(mktemp -d "{system.staging.local_dir}.XXXXXXXX")')
+        if not job.keep_staged:
+            lines.append("trap 'rm -rf -- \"$STAGE_DIR\"' EXIT")
+    else:
+        lines.append(f'STAGE_DIR="{system.staging.local_dir}"')
     if system.distribute_environment:
         # Thousands of Python files imported by every rank: one copy in the
         # nodes' second-layer cache instead of every node reading the shared FS.

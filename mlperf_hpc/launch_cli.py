@@ -31,7 +31,7 @@ def _job_from_args(args: argparse.Namespace, nodes: int | None = None) -> JobSpe
                    resource_group=args.rscgrp, procs_per_node=args.ppn, instances=args.instances,
                    node_shape=args.shape, node_topology=args.topology,
                    job_dir=absolute(args.job_dir if args.job_dir is not None else f"jobs/{args.name}", "--job-dir"),
-                   seed=args.seed, preflight=args.preflight)
+                   seed=args.seed, preflight=args.preflight, keep_staged=args.keep_staged)
 
 
 def parse_node_counts(text: str) -> list[int]:
@@ -52,7 +52,7 @@ def _cmd_launch(args: argparse.Namespace) -> int:
         rendered = render(job)
         writable_dir(job.job_dir, "--job-dir")     # the job writes its logs there
         if args.write:
-            print(f"wrote {rendered.write(job.job_dir)}")
+            print(f"wrote {launching.write_job(job)}")
         else:
             print(rendered.script, end="")
     elif args.action == "submit":
@@ -113,6 +113,9 @@ def _add_job_options(p: argparse.ArgumentParser, nodes: bool = True) -> None:
     p.add_argument("--seed", type=int_in(Valid(minimum=0, below=2 ** 31)), help="base seed (instance i uses seed + i)")
     p.add_argument("--preflight", action="store_true",
                    help="time a 64 MiB Horovod allreduce over the job's ranks before training (in the job output)")
+    p.add_argument("--keep-staged", action="store_true",
+                   help="keep the job's private stage directory (systems staging to a shared directory such as "
+                        "/tmp make one per job and remove it when the job ends)")
 
 
 def add_launch_commands(sub: Any) -> None:

@@ -1,6 +1,9 @@
 """Reader round-trips on real TFRecord/HDF5 files, sharding, staging, and the
 one-line errors for bad data."""
 import gzip
+import os
+import stat
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -107,6 +110,48 @@ def test_staging_copies_files_locally(tiny_data, tmp_path):
     staged = staging.stage(files, tmp_path / "local")
     assert [p.split("/")[-1] for p in staged] == [p.split("/")[-1] for p in files]
     assert all(open(a, "rb").read() == open(b, "rb").read() for a, b in zip(files, staged))
+
+
+def test_a_staged_copy_is_reused_only_while_its_source_is_unchanged(tmp_path):
+    source = tmp_path / "data" / "train"
+    source.mkdir(parents=True)
+    files = [source / f"f{i}.h5" for i in range(2)]
+    for f in files:
+        f.write_bytes(b"old" * 100)
+    (first,) = staging.stage([str(files[0])], tmp_path / "local")
+    inode = os.stat(first).st_ino
+    assert staging.stage([str(files[0])], tmp_path / "local") == [first] and os.stat(first).st_ino == inode
+    # Regenerated with the same size (fixed-size HDF5): staged again.
+    files[0].write_bytes(b"new" * 100)
+    os.utime(files[0], ns=(os.stat(files[0]).st_atime_ns, os.stat(files[0]).st_mtime_ns + 1_000_000))
+    staging.stage([str(files[0])], tmp_path / "local")
+    assert open(first, "rb").read() == b"new" * 100
+    # A copy without its manifest (or with another file's) is not trusted either.
+    os.remove(first + staging.MANIFEST_SUFFIX)
+    Path(first).write_bytes(b"bad" * 100)
+    staging.stage([str(files[0])], tmp_path / "local")
+    assert open(first, "rb").read() == b"new" * 100
+
+
+def test_staged_copies_live_in_directories_only_this_user_can_enter(tmp_path):
+    source = tmp_path / "data" / "train" / "f.h5"
+    source.parent.mkdir(parents=True)
+    source.write_bytes(b"x")
+    (copy,) = staging.stage([str(source)], tmp_path / "local")
+    for folder in (Path(copy).parent, Path(copy).parent.parent):
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    # Planted by someone else (or opened to others): refused, in one line.
+    planted = tmp_path / "shared"
+    target = staging.staged_path(str(source), planted).parent
+    target.mkdir(parents=True)
+    os.chmod(target, 0o777)
+    with pytest.raises(HarnessError, match=r"stage directory .* is not private to this user"):
+        staging.stage([str(source)], planted)
+    os.chmod(target, 0o700)
+    if os.geteuid() == 0:          # only root can hand a directory to another user
+        os.chown(target.parent, 12345, 12345)
+        with pytest.raises(HarnessError, match=r"stage directory .* is not private to this user"):
+            staging.stage([str(source)], planted)
 
 
 def test_missing_split_directory(tmp_path):

@@ -9,6 +9,7 @@ export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export TF_ENABLE_ONEDNN_OPTS=1
 JOB_DIR=/jobs/local_data
 mkdir -p "$JOB_DIR"
-STAGE_DIR="${TMPDIR:-/tmp}/mlperf-hpc-stage"
+STAGE_DIR=$(mktemp -d "${TMPDIR:-/tmp}/mlperf-hpc-stage.XXXXXXXX")
+trap 'rm -rf -- "$STAGE_DIR"' EXIT
 python -m mlperf_hpc.cli version
 mpirun -np 2 --oversubscribe --bind-to none -x MLPERF_HPC_THREADS -x OMPI_ALLOW_RUN_AS_ROOT -x OMPI_ALLOW_RUN_AS_ROOT_CONFIRM -x TF_ENABLE_ONEDNN_OPTS python -m mlperf_hpc.cli train cosmoflow --layout data --config @REPO@/cosmoflow/configs/cosmo.yaml --data /shared/data/cosmoflow --stage-dir "$STAGE_DIR" --log /jobs/local_data/result.log
