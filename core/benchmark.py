@@ -69,6 +69,7 @@ class BenchmarkFacts:
     synth: str                     # "module:function" writing a synthetic dataset (see synthesise)
     synth_samples: tuple[int, int]  # default train / validation counts (what the default config reads)
     synth_options: tuple[SynthOption, ...] = field(default_factory=tuple)
+    synth_outputs: tuple[str, ...] = ()  # files synth writes into --out besides the split folders
 
     @property
     def target_text(self) -> str:

@@ -21,10 +21,11 @@ import tensorflow as tf
 
 from core.benchmark import SplitPipeline
 from core.errors import HarnessError
+from deepcam.facts import STATS_FILE
 from deepcam.objective import N_CLASSES
+
 DATA_KEY, LABELS_KEY = "climate/data", "climate/labels_0"
 MIN_KEY, MAX_KEY = "climate/minval", "climate/maxval"
-STATS_FILE = "stats.h5"
 
 
 # --- writing -----------------------------------------------------------------

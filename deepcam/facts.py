@@ -4,6 +4,8 @@ from pathlib import Path
 from core.benchmark import BenchmarkFacts, SynthOption
 from deepcam.config import DeepCAMConfig
 
+STATS_FILE = "stats.h5"   # per-channel min and max beside the splits, as the reference's
+
 FACTS = BenchmarkFacts(
     name="deepcam",
     metric_key="eval_accuracy",
@@ -18,6 +20,7 @@ FACTS = BenchmarkFacts(
     plugin="deepcam.benchmark:DeepCAM",
     synth="deepcam.synth:synthesise",
     synth_samples=(512, 128),
+    synth_outputs=(STATS_FILE,),
     synth_options=(
         SynthOption("--shape", "HxW of each sample, multiples of 16 (default 96x144; full size 768x1152)",
                     "96x144", kind=str),

@@ -134,7 +134,8 @@ def generate(out: str | Path, height: int, width: int, n_train: int, n_valid: in
              progress: bool = True, workers: int | None = None) -> Path:
     """Write ``train/``, ``validation/`` and ``stats.h5`` (min and max over
     the training set, as the reference's) under ``out``."""
-    from deepcam.data import STATS_FILE, write_stats
+    from deepcam.data import write_stats
+    from deepcam.facts import STATS_FILE
 
     out = Path(out)
     jobs = []

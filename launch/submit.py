@@ -2,14 +2,16 @@
 finished runs' logs into the MLPerf HPC submission layout."""
 from __future__ import annotations
 
+import hashlib
 import json
-import shutil
+import os
+import re
 import subprocess
 import time
 from dataclasses import replace
 from pathlib import Path
 
-from launch.job import JobSpec
+from launch.job import SAFE_NAME, JobSpec
 from launch.render import render
 from launch.schedulers import JobState, get_scheduler
 from launch.system import System
@@ -28,23 +30,62 @@ def _run(command: list[str]) -> str:
     return done.stdout
 
 
+JOB_RECORD = "job_id"     # in a job directory: the job submitted from it
+ACTIVE_STATES = ("queued", "running", "held")
+
+
+def _job_active(job: JobSpec, job_id: str) -> bool:
+    if job_id.startswith("local-pid:"):
+        pid = job_id.partition(":")[2]
+        if not pid.isdigit():
+            return False
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:    # alive, another user's
+            return True
+        return not (Path(job.job_dir) / "exit_code").exists()
+    try:
+        return any(j.job_id == job_id and j.state in ACTIVE_STATES for j in status(job.system, job_id))
+    except HarnessError as err:
+        raise HarnessError(f"--job-dir {job.job_dir} holds job {job_id}, whose state cannot be read ({err}): "
+                           f"pass a new --job-dir") from None
+
+
+def write_job(job: JobSpec) -> Path:
+    """Render the job and write its script and placement files, unless the
+    job directory belongs to a job still queued or running (its script and
+    placement files would change under it); returns the script's path."""
+    record = Path(job.job_dir) / JOB_RECORD
+    if record.is_file():
+        job_id = record.read_text().strip()
+        if _job_active(job, job_id):
+            raise HarnessError(f"--job-dir {job.job_dir} belongs to job {job_id}, which is still queued or running: "
+                               f"pass a new --job-dir, or wait for it to end")
+    return render(job).write(job.job_dir)
+
+
 def submit(job: JobSpec, dry_run: bool = False) -> tuple[list[str], str | None]:
     """Write the job's script and submit it; returns the exact command line
     and the job id (None on a dry run). Local jobs run to completion here."""
-    rendered = render(job)
     scheduler = get_scheduler(job.system.scheduler)
     if not dry_run and job.data_dir and not Path(job.data_dir).is_dir():
         raise HarnessError(f"--data {job.data_dir} is not a directory here: the job would fail when it starts; "
                            f"pass the dataset's path on the shared file system")
-    command = scheduler.submit_command(job, str(rendered.write(job.job_dir)))
+    command = scheduler.submit_command(job, str(write_job(job)))
     if dry_run:
         return command, None
+    record = Path(job.job_dir) / JOB_RECORD
     if scheduler.name == "local":
+        record.write_text(f"local-pid:{os.getpid()}\n")
         with open(Path(job.job_dir) / "job.out", "w") as out:
             code = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT).returncode
         (Path(job.job_dir) / "exit_code").write_text(f"{code}\n")
         return command, f"local:{job.job_dir}"
-    return command, scheduler.parse_submit(_run(command))
+    job_id = scheduler.parse_submit(_run(command))
+    record.write_text(f"{job_id}\n")
+    return command, job_id
 
 
 def status(system: System, job_id: str | None = None, output: str | None = None) -> list[JobState]:
@@ -94,7 +135,7 @@ def sweep(base: JobSpec, nodes: list[int], layouts: list[tuple[str, str | None]]
             command, job_id = submit(job, dry_run)
             entry.update(command=command, job_id=job_id)
         else:
-            render(job).write(job.job_dir)
+            write_job(job)
         manifest["points"].append(entry)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         (sweep_dir / "manifest.json").write_text(json.dumps(manifest, indent=2))
@@ -123,28 +164,85 @@ def system_description(system: System, division: str, org: str, nodes: int) -> d
             "cooling": "", "hw_notes": "", "other_software_stack": "", "sw_notes": ""}
 
 
+RESULT_NAME = re.compile(r"^result_(\d+)\.txt$")
+
+
+def _content_hash(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _inside(path: Path, root: Path) -> bool:
+    """Whether ``path``, every link in it followed, lies under ``root``."""
+    return path.resolve().is_relative_to(root.resolve())
+
+
+def _copy_new(src: Path, dst: Path) -> None:
+    """Copy ``src`` to ``dst``, which must not exist yet (not even as a
+    link): what a user collected is never written over or through."""
+    data = src.read_bytes()
+    fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    with os.fdopen(fd, "wb") as out:
+        out.write(data)
+
+
+def _merge_system_json(path: Path, fresh: dict) -> None:
+    """Fill what the file lacks or leaves empty from ``fresh``; what a user
+    wrote there stays, except the node count, which grows to the largest
+    collected run's."""
+    try:
+        merged = json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, ValueError):
+        merged = None
+    if not isinstance(merged, dict):
+        raise HarnessError(f"{path} is not a readable JSON object: fix or remove it, then collect again")
+    for key, value in fresh.items():
+        if merged.get(key) in (None, ""):
+            merged[key] = value
+    if str(merged.get("number_of_nodes", "")).isdigit():
+        merged["number_of_nodes"] = str(max(int(merged["number_of_nodes"]), int(fresh["number_of_nodes"])))
+    if fresh["division"] == "open":
+        merged["division"] = "open"   # one open run makes the system's submission open
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
+    tmp.write_text(json.dumps(merged, indent=2))
+    tmp.replace(path)
+
+
 def collect(paths: list[str | Path], org: str, system: System, into: str | Path = "logs") -> list[Path]:
     """Copy every finished run's log (one with run_stop) into
-    ``into/<org>/results/<system>/<strong|weak>/<benchmark>/result_N.txt``."""
-    root = Path(into) / org
+    ``into/<org>/results/<system>/<strong|weak>/<benchmark>/result_N.txt``,
+    numbered after the highest result already there. A log whose content is
+    already in its folder is skipped, so collecting twice changes nothing;
+    nothing is written over, and no link is followed out of a job directory
+    or into the tree."""
+    into = Path(into)
+    root = into / org
     copied, divisions, max_nodes = [], set(), 0
     for path in paths:
         for job_dir in _job_dirs(Path(path)):
             logs = sorted(job_dir.glob("instance_*.log")) or sorted(job_dir.glob("result.log"))
+            logs = [log for log in logs if not log.is_symlink() and _inside(log, job_dir)]
             finished = [(log, read_run_log(log)) for log in logs]
-            finished = [(log, run) for log, run in finished if run.run_stop_ms is not None]
+            finished = [(log, run) for log, run in finished if run.run_stop_ms is not None and run.benchmark]
             scaling = "weak" if any(run.instance_id is not None for _, run in finished) else "strong"
             for log, run in finished:
+                if not SAFE_NAME.match(run.benchmark):
+                    continue          # a benchmark name that is not a plain word names no folder
                 target = root / "results" / system.name / scaling / run.benchmark
                 target.mkdir(parents=True, exist_ok=True)
-                index = len(list(target.glob("result_*.txt")))
+                if not _inside(target, into):
+                    raise HarnessError(f"{target} leads out of --into {into} through a link: remove the link")
+                existing = [p for p in target.iterdir() if RESULT_NAME.match(p.name)]
+                digest = _content_hash(log)
+                if any(p.is_file() and not p.is_symlink() and _content_hash(p) == digest for p in existing):
+                    continue
+                index = max((int(RESULT_NAME.match(p.name).group(1)) for p in existing), default=-1) + 1
                 dst = target / f"result_{index}.txt"
-                shutil.copyfile(log, dst)
+                _copy_new(log, dst)
                 copied.append(dst)
                 divisions.add(run.division)
                 max_nodes = max(max_nodes, run.nodes * (len(finished) if scaling == "weak" else 1))
     if copied:
         (root / "systems").mkdir(parents=True, exist_ok=True)
         description = system_description(system, "closed" if divisions == {"closed"} else "open", org, max_nodes)
-        (root / "systems" / f"{system.name}.json").write_text(json.dumps(description, indent=2))
+        _merge_system_json(root / "systems" / f"{system.name}.json", description)
     return copied

@@ -56,7 +56,7 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     from core.benchmark import SPLITS
 
     facts = get_facts(args.benchmark)
-    outputs.fresh_dir(args.out, "--out", SPLITS)
+    outputs.fresh_dir(args.out, "--out", (*SPLITS, *facts.synth_outputs))
     n_train, n_valid = facts.synth_samples
     options = {option.dest: getattr(args, option.dest) for option in facts.synth_options}
     from core.runtime import configure_environment

@@ -295,3 +295,12 @@ def test_mini_run_reaches_the_target_and_passes_the_checker(deepcam_mini_data, t
     assert accuracies[-1] >= 0.82 and all(a < 0.82 for a in accuracies[:-1])
     check = cli("check", str(log))
     assert check.returncode == 0 and "PASS     deepcam    open" in check.stdout, check.stdout
+
+
+def test_synth_refuses_an_out_directory_holding_stats_h5(tmp_path):
+    stats = tmp_path / "stats.h5"
+    stats.write_bytes(b"the real dataset's statistics")
+    result = cli("data", "synth", "deepcam", "--out", str(tmp_path), "--n-train", "2", "--n-valid", "1",
+                 "--shape", "32x48")
+    assert_one_error_line(result, "--out", "stats.h5", "would be replaced")
+    assert stats.read_bytes() == b"the real dataset's statistics" and not (tmp_path / "train").exists()

@@ -255,6 +255,79 @@ def test_pbs_submit_and_status(fake_tools, tmp_path):
     assert calls.read_text().splitlines() == [f"qsub {tmp_path}/j/job.sh", "qstat -x 1234.pbs1"]
 
 
+def test_a_job_directory_whose_job_is_queued_or_running_is_refused(fake_tools, tmp_path):
+    env, calls = fake_tools()
+    job_dir = tmp_path / "job"
+    args = ["launch", "submit", "--system", "fugaku", "--nodes", "8", "--group", "hp1", "--job-dir", str(job_dir)]
+    assert cli(*args, env=env).returncode == 0
+    script = (job_dir / "job.sh").read_text()
+    (job_dir / "job.sh").write_text(script + "# the queued job's script\n")
+    again = cli(*args, "--ppn", "2", env=env)        # pjstat still shows 12345678 running
+    assert again.returncode == 2 and "Traceback" not in again.stderr
+    assert again.stderr.strip() == (f"mlperf-hpc: error: --job-dir {job_dir} belongs to job 12345678, which is "
+                                    f"still queued or running: pass a new --job-dir, or wait for it to end")
+    assert (job_dir / "job.sh").read_text() == script + "# the queued job's script\n"
+    assert calls.read_text().splitlines()[-1] == "pjstat 12345678"
+    env, _ = fake_tools({"pjstat": PJSTAT.splitlines()[0] + "\n"})   # it has ended
+    assert cli(*args, env=env).returncode == 0
+
+
+COLLECT_LOGS = REPO / "tests" / "fixtures" / "hpc_results_v3.0" / "NVIDIA" / "results"
+
+
+def _finished_job(path: Path, log: Path) -> Path:
+    path.mkdir(parents=True)
+    (path / "result.log").write_bytes(log.read_bytes())
+    return path
+
+
+def test_collect_never_overwrites_and_collecting_twice_changes_nothing(tmp_path):
+    logs = sorted((COLLECT_LOGS / "eos_n64_ngc23.09_pytorch" / "strong" / "cosmoflow").glob("result_*.txt"))
+    a, b, c = (_finished_job(tmp_path / name, log) for name, log in zip("abc", logs))
+    into = tmp_path / "tree"
+    collect = lambda *dirs: cli("launch", "collect", *map(str, dirs), "--system", "local", "--org", "acme",  # noqa
+                                "--into", str(into))
+    folder = into / "acme" / "results" / "local" / "strong" / "cosmoflow"
+    assert collect(a, b).returncode == 0
+    assert sorted(p.name for p in folder.iterdir()) == ["result_0.txt", "result_1.txt"]
+    (folder / "result_0.txt").unlink()
+    assert collect(c).returncode == 0
+    assert (folder / "result_1.txt").read_bytes() == logs[1].read_bytes()     # B untouched
+    assert (folder / "result_2.txt").read_bytes() == logs[2].read_bytes()     # C after the highest
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    again = collect(b, c)
+    assert again.returncode == 1 and "no finished runs found" in again.stdout
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    # A link planted in the tree is never written through, and a job's log
+    # that links out of its directory is not copied.
+    victim = tmp_path / "victim.txt"
+    victim.write_text("mine")
+    (folder / "result_7.txt").symlink_to(victim)
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "result.log").symlink_to(logs[3])
+    e = _finished_job(tmp_path / "e", logs[4])
+    assert collect(d, e).returncode == 0
+    assert victim.read_text() == "mine" and (folder / "result_8.txt").read_bytes() == logs[4].read_bytes()
+    assert logs[3].read_bytes() not in [p.read_bytes() for p in folder.iterdir() if not p.is_symlink()]
+
+
+def test_collect_merges_the_system_description(tmp_path):
+    logs = sorted((COLLECT_LOGS / "eos_n64_ngc23.09_pytorch" / "strong" / "cosmoflow").glob("result_*.txt"))
+    into = tmp_path / "tree"
+    cli("launch", "collect", str(_finished_job(tmp_path / "a", logs[0])), "--system", "local", "--org", "acme",
+        "--into", str(into))
+    path = into / "acme" / "systems" / "local.json"
+    description = json.loads(path.read_text())
+    description.update(host_memory_capacity="24 GB", operating_system="Debian 12")
+    path.write_text(json.dumps(description))
+    cli("launch", "collect", str(_finished_job(tmp_path / "b", logs[1])), "--system", "local", "--org", "acme",
+        "--into", str(into))
+    merged = json.loads(path.read_text())
+    assert merged["host_memory_capacity"] == "24 GB" and merged["operating_system"] == "Debian 12"
+    assert merged["number_of_nodes"] == "64" and merged["submitter"] == "acme"
+
+
 def test_sweep_renders_every_point_and_writes_a_manifest(tmp_path):
     result = cli("launch", "sweep", "--system", "fugaku", "--nodes", "1,2,4,8", "--layouts", "data,hybrid:4x1",
                  "--ppn", "4", "--group", "hp1", "--job-dir", str(tmp_path / "sw"), "--dry-run",
