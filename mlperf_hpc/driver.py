@@ -29,7 +29,6 @@ from mlperf_logging.mllog import constants as keys
 
 from core import mllogging, staging
 from core.benchmark import SPLITS, Benchmark
-from core.errors import RankError
 from core.mllogging import MLPerfLog
 from core.progress import Progress
 from core.runtime import threads_per_process
@@ -71,27 +70,6 @@ class RunResult:
 def seed_for_run(configured: int | None) -> int:
     """The configured seed, or a fresh one so that repeated runs differ."""
     return configured if configured is not None else int.from_bytes(os.urandom(4), "little") % 2**31
-
-
-GPUS_PER_NODE_ENV = "MLPERF_HPC_GPUS_PER_NODE"   # set by GPU systems' job scripts
-
-
-def use_local_accelerator(local_rank: int) -> int:
-    """Give each rank on a node its own GPU; returns accelerators per node.
-    A rank that expects a GPU (its job says the node has some, or TensorFlow
-    is the CUDA build) and finds none stops: a GPU run never quietly trains
-    on the CPU. ``MLPERF_HPC_GPUS_PER_NODE=0`` runs a CUDA build on CPUs."""
-    gpus = tf.config.list_physical_devices("GPU")
-    declared = os.environ.get(GPUS_PER_NODE_ENV)
-    expected = int(declared) if declared and declared.isdigit() else (1 if tf.test.is_built_with_cuda() else 0)
-    if expected and not gpus:
-        raise RankError(f"this rank expected a GPU ({f'{GPUS_PER_NODE_ENV}={declared}' if declared else 'TensorFlow is the CUDA build'}) "
-                        f"but TensorFlow finds none: check CUDA_VISIBLE_DEVICES, nvidia-smi and the CUDA wheels "
-                        f"(setup.sh --gpu); set {GPUS_PER_NODE_ENV}=0 to train on the CPU on purpose")
-    if gpus:
-        tf.config.set_visible_devices(gpus[local_rank % len(gpus)], "GPU")
-    # One GPU visible per rank (the job's binding) still means the node's count.
-    return int(declared) if declared and declared.isdigit() and gpus else len(gpus)
 
 
 @dataclass
@@ -225,7 +203,6 @@ def _train(benchmark: Benchmark, config: Any, layout: SingleProcess, log: MLPerf
         progress.say("warning: some data files could not be evicted from the page cache; logging cache_clear false")
     log.event(keys.CACHE_CLEAR, cache_cleared)
     log.start(keys.INIT_START)
-    accelerators = use_local_accelerator(topology.local_rank)
 
     local_batch = config.data.batch_size
     global_batch = local_batch * layout.data_shards
@@ -233,7 +210,7 @@ def _train(benchmark: Benchmark, config: Any, layout: SingleProcess, log: MLPerf
     log.submission(config.mlperf, benchmark.facts.name)
     log.event(mllogging.NUMBER_OF_NODES, topology.nodes)
     log.event(mllogging.NUMBER_OF_RANKS, topology.size)
-    log.event(mllogging.ACCELERATORS_PER_NODE, accelerators)
+    log.event(mllogging.ACCELERATORS_PER_NODE, layout.accelerators)
     log.event(mllogging.PARALLEL_LAYOUT, layout.label)
     log.event(mllogging.THREADS_PER_PROCESS, threads_per_process())
     log.event(keys.SEED, seed)

@@ -21,7 +21,9 @@ def run_main_job(workdir: Path, seed: int | None = None) -> int:
     from mlperf_hpc.compliance import check_log
     from mlperf_hpc.driver import train
     from mlperf_hpc.report import write_report
+    from parallel.layouts import SingleProcess
 
+    layout = SingleProcess()        # chooses the device before any TensorFlow op
     benchmark = get_benchmark(BENCHMARK)
     facts = benchmark.facts
     config_path = facts.config_path()
@@ -42,7 +44,7 @@ def run_main_job(workdir: Path, seed: int | None = None) -> int:
     log_path = workdir / "logs" / "local" / f"{BENCHMARK}-mini-{stamp}.log"
     print(f"[run] training CosmoFlow ({config_path.name}) to {facts.metric_name} <= {config.train.target}; "
           f"log {log_path}", flush=True)
-    result = train(benchmark, config, log_path=log_path)
+    result = train(benchmark, config, layout, log_path=log_path)
     verdict = check_log(log_path)
     print(f"[run] official checker (hpc {config.mlperf.benchmark_version}, {config.mlperf.division}): "
           f"{verdict.line()}")

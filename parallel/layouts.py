@@ -10,6 +10,7 @@ sample across processes with Mesh TensorFlow.
 """
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any, Protocol
@@ -17,9 +18,46 @@ from typing import Any, Protocol
 import tensorflow as tf
 
 from core.benchmark import Benchmark
-from parallel.topology import ProcessTopology
+from core.errors import RankError
+from parallel.topology import GPUS_PER_NODE_ENV, ProcessTopology
 
 PEER_GRACE_SECONDS = 2.0
+_accelerators_per_node: list[int] = []            # this process's choice, made once
+
+
+def tensorflow_context_started() -> bool:
+    """Whether TensorFlow's eager context exists (the first op creates it):
+    from then on the devices it sees are fixed."""
+    from tensorflow.python.eager import context
+
+    return context.context()._context_handle is not None
+
+
+def select_accelerator(local_rank: int) -> int:
+    """Give each rank on a node its own GPU, once per process; returns
+    accelerators per node. A rank that expects a GPU (its job says the node
+    has some, or TensorFlow is the CUDA build) and finds none stops: a GPU
+    run never quietly trains on the CPU. ``MLPERF_HPC_GPUS_PER_NODE=0``
+    runs a CUDA build on CPUs. The choice must come before TensorFlow's
+    context starts (choosing a GPU later raises on a multi-GPU node), so
+    every layout makes it as it is built and the order is checked on any
+    machine, with or without a GPU."""
+    if _accelerators_per_node:
+        return _accelerators_per_node[0]
+    if tensorflow_context_started():
+        raise RuntimeError("a layout must be built before the first TensorFlow op: the GPU is chosen then")
+    gpus = tf.config.list_physical_devices("GPU")
+    declared = os.environ.get(GPUS_PER_NODE_ENV)
+    expected = int(declared) if declared and declared.isdigit() else (1 if tf.test.is_built_with_cuda() else 0)
+    if expected and not gpus:
+        raise RankError(f"this rank expected a GPU ({f'{GPUS_PER_NODE_ENV}={declared}' if declared else 'TensorFlow is the CUDA build'}) "
+                        f"but TensorFlow finds none: check CUDA_VISIBLE_DEVICES, nvidia-smi and the CUDA wheels "
+                        f"(setup.sh --gpu); set {GPUS_PER_NODE_ENV}=0 to train on the CPU on purpose")
+    if gpus:
+        tf.config.set_visible_devices(gpus[local_rank % len(gpus)], "GPU")
+    # One GPU visible per rank (the job's binding) still means the node's count.
+    _accelerators_per_node.append(int(declared) if declared and declared.isdigit() and gpus else len(gpus))
+    return _accelerators_per_node[0]
 
 
 class Trainer(Protocol):
@@ -43,6 +81,7 @@ class SingleProcess:
 
     def __init__(self) -> None:
         self.topology = ProcessTopology()
+        self.accelerators = select_accelerator(self.topology.local_rank)
 
     @property
     def label(self) -> str:
@@ -106,6 +145,7 @@ class DataParallel(SingleProcess):
         hvd.init(process_sets=list(self.process_sets.values()) or None)
         self.topology = ProcessTopology(rank=hvd.rank(), size=hvd.size(), local_rank=hvd.local_rank(),
                                         local_size=hvd.local_size(), nodes=hvd.cross_size())
+        self.accelerators = select_accelerator(self.topology.local_rank)
 
     def wrap_tape(self, tape: tf.GradientTape) -> tf.GradientTape:
         return self.hvd.DistributedGradientTape(tape)

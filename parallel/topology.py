@@ -10,6 +10,7 @@ from core.errors import HarnessError
 
 LAYOUTS = ("single", "data", "spatial", "hybrid")
 SPLIT_LAYOUTS = ("spatial", "hybrid")       # each sample split over a group of processes
+GPUS_PER_NODE_ENV = "MLPERF_HPC_GPUS_PER_NODE"   # GPU systems' job scripts set it: each rank must find one
 
 
 def parse_split(text: str) -> tuple[int, int]:

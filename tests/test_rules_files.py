@@ -78,7 +78,7 @@ def test_the_planted_rules_file_is_real_the_official_checker_runs_it(tmp_path):
     marker = tmp_path / "ran"
     log = _crafted(COSMOFLOW, "submission_division", _plant(tmp_path, marker), tmp_path / "crafted.txt")
     subprocess.run([PYTHON, "-m", "mlperf_logging.compliance_checker", "--usage", "hpc", "--ruleset", "3.0.0",
-                    str(log)], capture_output=True, timeout=120)
+                    str(log)], capture_output=True, timeout=120, cwd=tmp_path)
     assert marker.exists()
 
 

@@ -1,0 +1,52 @@
+"""The GPU is chosen as a layout is built, before TensorFlow's context
+starts (choosing it later raises on a multi-GPU node). Without a GPU here the
+order is checked directly: building a layout after the first op must fail."""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+
+import pytest
+
+from tests.conftest import PYTHON, REPO, mpirun_python
+
+
+def _python(code: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120,
+                          env={**os.environ, **(env or {})})
+
+
+def test_a_layout_built_after_the_first_tensorflow_op_is_refused():
+    late = _python("import tensorflow as tf; tf.constant(1.0) + 1\n"
+                   "from parallel.layouts import SingleProcess; SingleProcess()")
+    assert late.returncode != 0 and "must be built before the first TensorFlow op" in late.stderr
+    early = _python("from parallel.layouts import SingleProcess; layout = SingleProcess()\n"
+                    "import tensorflow as tf; tf.constant(1.0) + 1\n"
+                    "assert SingleProcess().accelerators == layout.accelerators == 0; print('ok')")
+    assert early.returncode == 0 and early.stdout.strip() == "ok", early.stderr[-2000:]
+
+
+def test_a_rank_told_to_expect_gpus_and_finding_none_stops_in_one_line(tmp_path, tiny_data):
+    done = subprocess.run([PYTHON, "-m", "mlperf_hpc.cli", "train", "cosmoflow", "--data", str(tiny_data),
+                           "--set", "data.n_train=64", "--set", "data.n_valid=32", "--epochs", "1",
+                           "--log", str(tmp_path / "r.log")], capture_output=True, text=True, cwd=REPO,
+                          timeout=300, env={**os.environ, "MLPERF_HPC_GPUS_PER_NODE": "4"})
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert done.stderr.strip().splitlines()[-1].startswith("mlperf-hpc: error: this rank expected a GPU")
+
+
+@pytest.mark.slow
+@pytest.mark.mpi
+def test_data_parallel_ranks_choose_their_device_before_tensorflow_starts():
+    # Horovod's init, then the choice, then the first op (an allreduce):
+    # the data-parallel path in the order the driver uses it.
+    code = ("from parallel.layouts import DataParallel, tensorflow_context_started\n"
+            "layout = DataParallel()\n"
+            "assert not tensorflow_context_started()\n"
+            "assert layout.all_ranks(True) and tensorflow_context_started()\n"
+            "print('rank', layout.topology.rank, 'accelerators', layout.accelerators)")
+    done = mpirun_python(2, "-c", code, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert sorted(re.findall(r"rank \d accelerators \d", done.stdout)) == ["rank 0 accelerators 0",
+                                                                         "rank 1 accelerators 0"], done.stdout
