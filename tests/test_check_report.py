@@ -5,13 +5,24 @@ import csv
 import json
 import shutil
 
+import numpy as np
 import pytest
 
 from mlperf_hpc.compliance import check_path
 from core.runlog import read_run_log
 from tests.conftest import cli, doctor
 
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+TAB_COLOURS = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40))   # matplotlib's C0-C3
+
+
+def _png_contents(path) -> tuple[dict, dict]:
+    """(the PNG's Description text chunk, pixels of each of TAB_COLOURS)."""
+    from PIL import Image
+
+    image = Image.open(path)
+    pixels = np.asarray(image.convert("RGB")).reshape(-1, 3).astype(int)
+    counts = {c: int((np.abs(pixels - c).sum(axis=1) < 12).sum()) for c in TAB_COLOURS}
+    return json.loads(image.info["Description"]), counts
 
 
 @pytest.fixture(scope="module")
@@ -109,9 +120,19 @@ def test_report_numbers_match_the_log_timestamps(real_logs, tmp_path):
         assert int(row["epochs"]) == len(stops)
     assert float(rows[1]["speedup"]) == pytest.approx(float(rows[1]["samples_per_s"]) / float(rows[0]["samples_per_s"]))
     assert float(rows[1]["efficiency"]) == pytest.approx(float(rows[1]["speedup"]) / 2)
-    for name in ("throughput", "efficiency", "breakdown"):
-        png = (out / f"{name}.png").read_bytes()
-        assert png.startswith(PNG_MAGIC) and len(png) > 5000
+    # What each plot shows: its axes and series (the PNG's text chunk), and
+    # the series really drawn, counted by their colours in the pixels.
+    layouts = sorted({r["layout"] for r in rows})
+    for name, ylabel, series in (("throughput", "training samples/s", [*layouts, "ideal"]),
+                                 ("efficiency", "parallel efficiency [%]", [*layouts, "ideal"]),
+                                 ("breakdown", "seconds", ["init (untimed)", "staging", "train", "eval", "other"])):
+        shown, colours = _png_contents(out / f"{name}.png")
+        assert shown["ylabel"] == ylabel and shown["series"] == series, shown
+        assert shown["xlabel"] == ("processes" if name != "breakdown" else "")
+        if name != "breakdown":      # one colour per layout, in matplotlib's cycle, and no more
+            assert [colours[c] > 100 for c in TAB_COLOURS] == [i < len(layouts) for i in range(len(TAB_COLOURS))]
+        else:                        # training and evaluation time of every run are drawn
+            assert colours[TAB_COLOURS[2]] > 100 and colours[TAB_COLOURS[3]] > 100
     page = (out / "report.html").read_text()
     assert page.count("data:image/png;base64,") == 3 and "<td>data</td>" in page
     assert "| single | 1 | 1 | 2 | 16 |" in (out / "report.md").read_text()      # 2 threads, global batch 16

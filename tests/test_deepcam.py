@@ -223,14 +223,33 @@ def test_optimizers_follow_the_reference_update(kind):
     np.testing.assert_allclose(variable.numpy(), w, rtol=1e-5, atol=1e-6)
 
 
+def _lamb_reference(w0, grads, max_grad_norm):
+    """apex's FusedLAMB written out: the global gradient norm clipped to
+    ``max_grad_norm`` (None: no clipping), then the LAMB step."""
+    w, m, v = w0.astype(np.float64), 0.0, 0.0
+    for t, g in enumerate(grads, 1):
+        norm = np.linalg.norm(g)
+        if max_grad_norm is not None and norm > max_grad_norm:
+            g = g * max_grad_norm / norm
+        m, v = 0.9 * m + 0.1 * g, 0.999 * v + 0.001 * g * g
+        step = (m / (1 - 0.9 ** t)) / (np.sqrt(v / (1 - 0.999 ** t)) + 1e-6)
+        w = w - 0.1 * np.linalg.norm(w) / np.linalg.norm(step) * step
+    return w
+
+
 def test_lamb_clips_the_global_gradient_norm():
-    variable = tf.Variable(np.ones([2], np.float32))
-    AdamFamily("LAMB", 0.1, (0.9, 0.999), 1e-6, 0.0, max_grad_norm=1.0).apply_gradients(
-        [(tf.constant([30.0, 40.0]), variable)])
-    clipped = AdamFamily("LAMB", 0.1, (0.9, 0.999), 1e-6, 0.0, max_grad_norm=1.0)
-    other = tf.Variable(np.ones([2], np.float32))
-    clipped.apply_gradients([(tf.constant([0.6, 0.8]), other)])
-    np.testing.assert_allclose(variable.numpy(), other.numpy(), rtol=1e-6)
+    # A first Adam-family step does not depend on the gradient's scale; the
+    # second does, once a large first gradient is clipped and a small
+    # second one is not: clipped, the two weigh alike in the moments.
+    w0 = np.array([1.0, 2.0, -1.0], np.float32)
+    grads = [np.array([30.0, 40.0, 0.0], np.float32), np.array([0.0, -0.3, 0.4], np.float32)]
+    variable = tf.Variable(w0)
+    optimizer = AdamFamily("LAMB", 0.1, (0.9, 0.999), 1e-6, 0.0, max_grad_norm=1.0)
+    for g in grads:
+        optimizer.apply_gradients([(tf.constant(g), variable)])
+    clipped, unclipped = _lamb_reference(w0, grads, 1.0), _lamb_reference(w0, grads, None)
+    assert np.abs(clipped - unclipped).max() > 0.02          # the test can tell the two apart
+    np.testing.assert_allclose(variable.numpy(), clipped, rtol=1e-5, atol=1e-6)
 
 
 # --- bad input, through the real CLI ---------------------------------------------
