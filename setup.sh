@@ -1,21 +1,23 @@
 #!/usr/bin/env bash
 # Sets up everything mlperf-hpc needs, without root where the site provides
-# MPI: a .venv in the repository root with the pinned stack, mpi4py and
-# Horovod built against the chosen MPI, and the harness itself (editable).
-# Safe to re-run: every step is skipped or cached when already done.
+# MPI: a .venv in the repository root with the locked stack (locks/: exact
+# versions, hash-checked), mpi4py and Horovod built against the chosen MPI,
+# and the harness itself (editable). Safe to re-run: every step is skipped
+# or cached when already done.
 #
 #   ./setup.sh [--gpu | --cpu] [--dry-run]
 #
 # MPI: the MPI compiler wrapper on PATH (a module-loaded Open MPI, HPC-X,
 # MPICH or Fujitsu MPI; MPICC=... names one), else, as root, Debian's Open
 # MPI. Python 3.11: $PYTHON, python3.11, or python3 if it is 3.11, else one
-# installed by uv (pip install --user uv; uv python install 3.11). Device:
+# installed by uv (locks/tools.txt; Python $UV_PYTHON below). Device:
 # --gpu (or an NVIDIA GPU found by nvidia-smi) installs the CUDA build of
 # TensorFlow with CUDA, cuDNN and NCCL from pip wheels, so the site's CUDA
 # modules do not matter, and builds Horovod with NCCL GPU operations.
 # --dry-run prints what would be installed and run, and changes nothing.
 set -euo pipefail
 cd "$(dirname "$0")"
+UV_PYTHON=3.11.18          # the Python 3.11 uv installs where a site has none
 
 DEVICE=auto
 DRY_RUN=0
@@ -88,10 +90,10 @@ else
     ANY=$(command -v python3 || true)
     [ -n "$ANY" ] || fail "no python3 at all on PATH: load a Python module first"
     say "Python: no 3.11 found ($($ANY --version)); installing one with uv"
-    command -v uv >/dev/null 2>&1 || run "$ANY" -m pip install --user -q uv
-    UV=$(command -v uv || echo "$HOME/.local/bin/uv")
-    run "$UV" python install 3.11
-    PY=$([ "$DRY_RUN" = 1 ] && echo "<uv's python3.11>" || "$UV" python find 3.11)
+    run "$ANY" -m pip install --user -q --require-hashes --no-deps -r locks/tools.txt
+    UV="$HOME/.local/bin/uv"
+    run "$UV" python install "$UV_PYTHON"
+    PY=$([ "$DRY_RUN" = 1 ] && echo "<uv's python$UV_PYTHON>" || "$UV" python find "$UV_PYTHON")
 fi
 
 # --- device ------------------------------------------------------------------------------
@@ -103,23 +105,17 @@ if [ "$DEVICE" = auto ]; then
         DEVICE=cpu
     fi
 fi
-if [ "$DEVICE" = gpu ]; then
-    TENSORFLOW='tensorflow[and-cuda]==2.15.1'          # CUDA 12.2, cuDNN 8.9, NCCL from pip wheels
-elif [ "$(uname -m)" = aarch64 ]; then
-    TENSORFLOW='tensorflow==2.15.1'                   # aarch64 (A64FX): installs tensorflow-cpu-aws
-else
-    TENSORFLOW='tensorflow-cpu==2.15.1'
-fi
-say "device: $DEVICE; TensorFlow: $TENSORFLOW"
+LOCK=locks/$DEVICE-$(uname -m).txt       # cpu-x86_64, gpu-x86_64 or cpu-aarch64 (A64FX)
+[ -f "$LOCK" ] || fail "no lock file $LOCK: setup.sh installs the CPU build on x86_64 and aarch64 and the GPU build on x86_64"
+say "device: $DEVICE; packages: $LOCK ($(grep -m1 -o '^tensorflow[a-z-]*\(\[and-cuda\]\)\?==[0-9.]*' "$LOCK"))"
 
 # --- the venv ------------------------------------------------------------------------------
 [ -x .venv/bin/python ] || run "$PY" -m venv .venv
 VPY=.venv/bin/python
-PIP=("$VPY" -m pip install -q -c constraints.txt)
-run "${PIP[@]}" --upgrade pip wheel setuptools
-run "${PIP[@]}" "$TENSORFLOW" -r requirements.txt
+# Every package at its locked version, checked against its locked hashes.
+PIP=("$VPY" -m pip install -q --require-hashes)
 # mpi4py compiled against the chosen MPI, not a wheel with its own.
-run env MPICC="$MPI_CC" "${PIP[@]}" --no-binary=mpi4py mpi4py
+run env MPICC="$MPI_CC" "${PIP[@]}" --no-binary=mpi4py -r "$LOCK"
 
 # The libmpi the chosen compiler links, and the one Horovod's library loads:
 # pip's wheel cache does not know which MPI a cached Horovod was built with.
@@ -159,14 +155,15 @@ if horovod_ready; then
     say "Horovod: already built against $(horovod_mpi_library)"
 else
     say "Horovod: building 0.28.1 against $MPI_CC$WITH (about 6 minutes on 2 cores; pip caches the wheel)"
-    run env "${HOROVOD_ENV[@]}" "${PIP[@]}" --no-build-isolation --force-reinstall --no-deps horovod==0.28.1
+    run env "${HOROVOD_ENV[@]}" "${PIP[@]}" --no-build-isolation --force-reinstall --no-deps -r locks/horovod.txt
     if [ "$DRY_RUN" = 0 ] && ! horovod_ready; then
         say "Horovod: the cached wheel was built for another MPI or device; rebuilding from source"
         run env "${HOROVOD_ENV[@]}" "${PIP[@]}" --no-build-isolation --force-reinstall --no-deps --no-cache-dir \
-            horovod==0.28.1
+            -r locks/horovod.txt
         horovod_ready || fail "Horovod does not work after a fresh build against $(mpi_library):" \
             "$("$VPY" -c 'import horovod.tensorflow' 2>&1 | tail -1)"
     fi
 fi
-run "${PIP[@]}" --no-deps -e .
+# The harness itself: no dependencies of its own, built with the locked setuptools.
+run "$VPY" -m pip install -q --no-deps --no-build-isolation -e .
 say "done (.venv ready; activate with 'source .venv/bin/activate')"

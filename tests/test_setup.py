@@ -3,10 +3,14 @@ of the scripts, with fake tools on PATH: a module-loaded MPI compiler, no
 root, no Python 3.11, a GPU."""
 from __future__ import annotations
 
+import importlib.metadata
 import os
+import platform
+import re
 import shutil
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 import pytest
@@ -28,8 +32,8 @@ def sandbox(tmp_path):
     """A copy of setup.sh and its inputs, and a PATH of basic tools only."""
     root = tmp_path / "checkout"
     root.mkdir()
-    for name in ("setup.sh", "requirements.txt", "constraints.txt"):
-        shutil.copy(REPO / name, root / name)
+    shutil.copy(REPO / "setup.sh", root / "setup.sh")
+    shutil.copytree(REPO / "locks", root / "locks")
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     for tool in TOOLS:
@@ -62,10 +66,10 @@ def test_a_module_loaded_mpi_is_used_without_root_or_apt(sandbox):
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert f"MPI: {bin_dir / 'mpicc'} (from PATH" in out and "apt-get" not in out
-    assert f"MPICC={bin_dir / 'mpicc'}" in out and "--no-binary=mpi4py mpi4py" in out
-    horovod = next(ln for ln in out.splitlines() if "horovod==0.28.1" in ln)
+    assert f"MPICC={bin_dir / 'mpicc'}" in out and "--require-hashes --no-binary=mpi4py -r locks/cpu-x86_64.txt" in out
+    horovod = next(ln for ln in out.splitlines() if "locks/horovod.txt" in ln)
     assert "HOROVOD_WITH_MPI=1" in horovod and f"MPI_HOME={tmp}" in horovod and f"PATH={bin_dir}" in horovod
-    assert "tensorflow-cpu==2.15.1" in out and "HOROVOD_GPU_OPERATIONS" not in out
+    assert "packages: locks/cpu-x86_64.txt (tensorflow-cpu==2.15.1)" in out and "HOROVOD_GPU_OPERATIONS" not in out
     assert not (tmp / "checkout" / ".venv").exists()            # a dry run changes nothing
     assert mpicc.exists()
 
@@ -97,9 +101,9 @@ def test_without_python_3_11_uv_installs_one(sandbox):
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "no 3.11 found (Python 3.12.4); installing one with uv" in out
-    assert f"+ {bin_dir / 'python3'} -m pip install --user -q uv" in out
-    assert f"+ {tmp}/.local/bin/uv python install 3.11" in out
-    assert "+ <uv's python3.11> -m venv .venv" in out
+    assert f"+ {bin_dir / 'python3'} -m pip install --user -q --require-hashes --no-deps -r locks/tools.txt" in out
+    assert f"+ {tmp}/.local/bin/uv python install 3.11.18" in out
+    assert "+ <uv's python3.11.18> -m venv .venv" in out
 
 
 def test_gpu_installs_the_cuda_build_and_nccl_horovod(sandbox):
@@ -109,14 +113,50 @@ def test_gpu_installs_the_cuda_build_and_nccl_horovod(sandbox):
     result = run()                                   # found by nvidia-smi, no flag needed
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    assert "device: GPU found by nvidia-smi" in out and "tensorflow[and-cuda]==2.15.1" in out
-    horovod = next(ln for ln in out.splitlines() if "horovod==0.28.1" in ln)
+    assert "device: GPU found by nvidia-smi" in out and "packages: locks/gpu-x86_64.txt (tensorflow==2.15.1)" in out
+    horovod = next(ln for ln in out.splitlines() if "locks/horovod.txt" in ln)
     assert "HOROVOD_GPU_OPERATIONS=NCCL" in horovod and "nvidia/nccl" in horovod and "cuda_nvcc/bin" in horovod
     forced = run("--cpu")
-    assert "tensorflow-cpu==2.15.1" in forced.stdout
+    assert "packages: locks/cpu-x86_64.txt (tensorflow-cpu==2.15.1)" in forced.stdout
 
 
 def test_an_unknown_option_is_refused():
     result = subprocess.run(["bash", str(REPO / "setup.sh"), "--gpus"], capture_output=True, text=True,
                             env={**os.environ})
     assert result.returncode == 2 and "unknown option '--gpus'" in result.stderr
+
+
+def _locked(path: Path) -> dict[str, str]:
+    """name -> version of every package a lock file pins."""
+    pins = re.findall(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==([^\s\\]+)", path.read_text(), re.MULTILINE)
+    return {_normal(name): version for name, version in pins}
+
+
+def _normal(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def test_the_venv_holds_exactly_the_locked_packages():
+    """What setup.sh installed (this suite runs in its venv) is the lock for
+    this machine and device, every version exact, nothing more."""
+    import tensorflow as tf
+
+    device = "gpu" if tf.test.is_built_with_cuda() else "cpu"
+    expected = {**_locked(REPO / "locks" / f"{device}-{platform.machine()}.txt"),
+                **_locked(REPO / "locks" / "horovod.txt")}
+    site_packages = sysconfig.get_paths()["purelib"]      # not setuptools' vendored copies
+    installed = {_normal(d.metadata["Name"]): d.version
+                 for d in importlib.metadata.distributions(path=[site_packages])}
+    installed.pop("mlperf-hpc")
+    assert installed == expected
+
+
+def test_every_lock_pins_every_package_with_hashes():
+    for lock in (REPO / "locks").glob("*.txt"):
+        entries = re.split(r"\n(?=[A-Za-z])", lock.read_text().split("\n", 2)[2].strip())
+        assert entries and all("==" in e.splitlines()[0] and "--hash=sha256:" in e for e in entries), lock
+    # The targets setup.sh chooses among, each with its TensorFlow build.
+    assert _locked(REPO / "locks" / "cpu-x86_64.txt")["tensorflow-cpu"] == "2.15.1"
+    assert _locked(REPO / "locks" / "gpu-x86_64.txt")["nvidia-cudnn-cu12"] == "8.9.4.25"
+    assert _locked(REPO / "locks" / "cpu-aarch64.txt")["tensorflow-cpu-aws"] == "2.15.1"
+    assert _locked(REPO / "locks" / "horovod.txt") == {"horovod": "0.28.1"}
