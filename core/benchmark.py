@@ -70,6 +70,7 @@ class BenchmarkFacts:
     synth_samples: tuple[int, int]  # default train / validation counts (what the default config reads)
     synth_options: tuple[SynthOption, ...] = field(default_factory=tuple)
     synth_outputs: tuple[str, ...] = ()  # files synth writes into --out besides the split folders
+    perfect_metric: float = 0.0    # the best value the metric can take (1 for an IoU)
 
     @property
     def target_text(self) -> str:

@@ -111,9 +111,26 @@ class DataConfig:
 
 
 @dataclass
+class DivergenceConfig:
+    """When the driver stops a run that can no longer reach its target
+    (``train.divergence``), rather than let it spend its epoch budget."""
+    enabled: bool = True
+    # A dead network: the metric and the training loss both unchanged (a
+    # relative change below stuck_tolerance) over stuck_epochs epochs.
+    stuck_epochs: int = ranged(3, minimum=2)
+    stuck_tolerance: float = ranged(1e-4, minimum=0)
+    # Blown up: the metric worse_factor times worse than the best so far
+    # (its distance from a perfect score, for a metric where higher is
+    # better) for worse_epochs epochs in a row.
+    worse_factor: float = ranged(2.0, above=1)
+    worse_epochs: int = ranged(3, minimum=1)
+
+
+@dataclass
 class TrainConfig:
     target: float = 0.0                # the quality target; each benchmark sets the closed one
     seed: int | None = ranged(None, minimum=0, below=2 ** 31)   # null: a fresh seed per run
+    divergence: DivergenceConfig = field(default_factory=DivergenceConfig)
 
 
 @dataclass

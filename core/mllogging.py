@@ -131,12 +131,13 @@ class MLPerfLog:
             if self.run_stopped:
                 return
             self.run_stopped = True
+            # _write directly: mllog names the caller two frames up, the driver.
             if not self.write_failed:
-                self.end(constants.RUN_STOP, metadata={"status": status, **(metadata or {})})
+                self._write("end", constants.RUN_STOP, None, {"status": status, **(metadata or {})})
             elif self._handler:
                 self._handler.error, self.write_failed = None, False
                 try:
-                    self.end(constants.RUN_STOP, metadata={"status": "aborted", **(metadata or {})})
+                    self._write("end", constants.RUN_STOP, None, {"status": "aborted", **(metadata or {})})
                 except LogWriteError:
                     pass
                 self.write_failed = True

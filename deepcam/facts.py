@@ -11,6 +11,7 @@ FACTS = BenchmarkFacts(
     metric_key="eval_accuracy",
     metric_name="val IoU",
     lower_is_better=False,
+    perfect_metric=1.0,
     target=0.82,
     required_runs=5,
     config_schema=DeepCAMConfig,

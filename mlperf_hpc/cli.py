@@ -24,6 +24,7 @@ from parallel.topology import LAYOUTS
 SILENT_RANK_GRACE_SECONDS = 2.0
 
 EXIT_TARGET_MISSED = 3  # training finished its epochs without reaching the target
+EXIT_DIVERGED = 4       # the divergence guard stopped a run that could no longer reach it
 # The config keys training flags set, and the flag each comes from.
 TRAIN_FLAGS = {"data.data_dir": "--data", "data.stage_dir": "--stage-dir", "data.n_epochs": "--epochs",
                "data.batch_size": "--batch-size", "train.seed": "--seed"}
@@ -130,6 +131,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
             raise
         raise HarnessError(f"rank {layout.topology.rank} stopped because another rank failed "
                            f"(its error is printed above); the log records run_stop status=aborted") from None
+    if result.stopped_because:
+        if layout.topology.is_root:
+            print(f"{args.benchmark}: stopped, it cannot reach its target: {result.stopped_because}; the log "
+                  f"records run_stop status=aborted ({log_path}); lower the learning rate or check "
+                  f"train.divergence", file=sys.stderr)
+        return EXIT_DIVERGED
     if layout.topology.is_root:
         print(f"{args.benchmark}: {'reached' if result.reached_target else 'did NOT reach'} target in "
               f"{len(result.epochs)} epochs, time to train {result.time_to_train / 60:.2f} min, "

@@ -32,6 +32,7 @@ from core.benchmark import SPLITS, Benchmark
 from core.mllogging import MLPerfLog
 from core.progress import Progress
 from core.runtime import threads_per_process
+from mlperf_hpc.divergence import DivergenceGuard
 from parallel.instances import StartGate
 from parallel.layouts import SingleProcess, Trainer
 
@@ -46,6 +47,7 @@ class EpochRecord:
     eval_seconds: float
     samples: int
     metric: float
+    train_loss: float               # the mean over the epoch's steps and the replicas
 
 
 @dataclass
@@ -56,6 +58,7 @@ class RunResult:
     staging_seconds: float
     global_batch: int
     epochs: list[EpochRecord] = field(default_factory=list)
+    stopped_because: str | None = None       # the divergence guard's sign, if it stopped the run
 
     @property
     def train_samples_per_second(self) -> float:
@@ -254,9 +257,11 @@ def _train(benchmark: Benchmark, config: Any, layout: SingleProcess, log: MLPerf
     train_batches = iter(pipelines.train.dataset)
     valid_batches = iter(pipelines.valid.dataset)       # one iterator for every evaluation
     learning_rate = None
+    guard = DivergenceGuard(config.train.divergence, benchmark.facts.lower_is_better, benchmark.facts.perfect_metric)
     for epoch in range(1, max_epochs + 1):
         log.start(keys.EPOCH_START, metadata={"epoch_num": epoch})
         start = time.monotonic()
+        losses = []
         for step in range(1, pipelines.train.steps + 1):
             global_step = (epoch - 1) * pipelines.train.steps + step - 1
             value = benchmark.learning_rate(config, epoch - 1, global_step, global_batch)
@@ -264,7 +269,7 @@ def _train(benchmark: Benchmark, config: Any, layout: SingleProcess, log: MLPerf
                 trainer.set_learning_rate(value)
                 learning_rate = value
             x, y = next_batch(train_batches)
-            trainer.train_step(x, y)
+            losses.append(trainer.train_step(x, y))
             progress.step(epoch, max_epochs, step, pipelines.train.steps, step * global_batch,
                           time.monotonic() - start)
         log.end(keys.EPOCH_STOP, metadata={"epoch_num": epoch})
@@ -276,19 +281,25 @@ def _train(benchmark: Benchmark, config: Any, layout: SingleProcess, log: MLPerf
         for _ in range(pipelines.valid.steps):
             x, y = next_batch(valid_batches)
             sums += trainer.eval_sums(x, y)
-        total, count = layout.allreduce_sum(sums).numpy()
-        metric = float(total / count)
+        # The metric and the replicas' mean training loss in one reduction.
+        epoch_loss = tf.reduce_mean(tf.cast(tf.stack(losses), tf.float32))
+        total, count, loss_sum = layout.allreduce_sum(tf.concat([sums, [epoch_loss]], 0)).numpy()
+        metric, train_loss = float(total / count), float(loss_sum / layout.data_shards)
         log.end(keys.EVAL_STOP, metadata={"epoch_num": epoch})
         log.event(benchmark.facts.metric_key, metric, metadata={"epoch_num": epoch})
         eval_seconds = time.monotonic() - start
 
         samples = pipelines.train.steps * global_batch
-        result.epochs.append(EpochRecord(epoch, train_seconds, eval_seconds, samples, metric))
+        result.epochs.append(EpochRecord(epoch, train_seconds, eval_seconds, samples, metric, train_loss))
         progress.say(f"epoch {epoch}: {benchmark.facts.metric_name} {metric:.4f} (target "
                      f"{'<=' if benchmark.facts.lower_is_better else '>='} {config.train.target})  "
-                     f"train {samples / train_seconds:.1f} samples/s  {train_seconds:.1f}s + eval {eval_seconds:.1f}s")
+                     f"loss {train_loss:.4g}  train {samples / train_seconds:.1f} samples/s  {train_seconds:.1f}s + "
+                     f"eval {eval_seconds:.1f}s")
         if benchmark.reached(config, metric):
             result.reached_target = True
+            break
+        result.stopped_because = guard.sign(epoch, metric, train_loss)
+        if result.stopped_because:
             break
 
     layout.barrier()

@@ -65,7 +65,8 @@ class Trainer(Protocol):
 
     def set_learning_rate(self, value: float) -> None: ...
 
-    def train_step(self, x: tf.Tensor, y: tf.Tensor) -> None: ...
+    def train_step(self, x: tf.Tensor, y: tf.Tensor) -> Any:
+        """One optimizer step; returns this replica's training loss (a scalar)."""
 
     def eval_sums(self, x: tf.Tensor, y: tf.Tensor) -> Any:
         """This replica's (sum, count) of the eval metric over a batch."""
@@ -201,6 +202,7 @@ class KerasTrainer:
             tape = layout.wrap_tape(tape)
             gradients = tape.gradient(loss, model.trainable_variables)
             optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+            return loss
 
         @tf.function(reduce_retracing=True)
         def eval_sums(x, y):

@@ -226,6 +226,8 @@ class MeshTrainer:
             self.lowering = lowering = mtf.Lowering(mesh_graph, {mesh: impl}, autostack=False)
             self.train_op = tf.group([lowering.lowered_operation(op) for op in self.model.state_updates()]
                                      + [self._optimizer_step(impl)])
+            # Fully reduced over the mesh: every process holds the global loss.
+            self.loss_value = lowering.tensors[self.loss].to_laid_out_tensor().one_slice
             # Each rank holds its group's per-sample errors; eval_sums adds
             # those of the real samples, the layout then adds the groups'.
             self.eval_op = tf.reshape(lowering.tensors[errors].to_laid_out_tensor().one_slice, [-1])
@@ -268,8 +270,8 @@ class MeshTrainer:
     def set_learning_rate(self, value: float) -> None:
         self.learning_rate = value
 
-    def train_step(self, x: tf.Tensor, y: tf.Tensor) -> None:
-        self.session.run(self.train_op, self.feed(x, y))
+    def train_step(self, x: tf.Tensor, y: tf.Tensor) -> float:
+        return self.session.run([self.train_op, self.loss_value], self.feed(x, y))[1]
 
     def eval_sums(self, x: tf.Tensor, y: tf.Tensor) -> np.ndarray:
         # The graph's batch is fixed: a last, partial validation batch is
