@@ -50,6 +50,7 @@ def _coords_text(coords: list[tuple[int, ...]], ppn: int) -> str:
 
 class Launcher:
     name = ""
+    binds_ranks = False    # places ranks itself: no per-rank wrapper (bind.sh)
 
     def files(self, job: JobSpec) -> dict[str, str]:
         """Placement files written beside the script (name -> text)."""
@@ -111,6 +112,25 @@ class OpenMPIMpirun(Launcher):
         return words + program
 
 
+class Srun(Launcher):
+    """Slurm's srun: it binds each task to its cores and, on GPU nodes, gives
+    it one GPU of its own (the task sees it as GPU 0). Weak-scaling instances
+    run as concurrent steps, each on its own block of the allocation's nodes."""
+
+    name = "srun"
+    binds_ranks = True
+
+    def command(self, job: JobSpec, instance: int, program: list[str]) -> list[str]:
+        s = job.system
+        words = ["srun", "-N", str(job.nodes), "-n", str(job.processes), f"--ntasks-per-node={job.ppn}",
+                 f"--cpus-per-task={max(1, s.cores_per_node // job.ppn)}", "--cpu-bind=cores"]
+        if s.accelerators_per_node:
+            words.append("--gpus-per-task=1")
+        if job.instances > 1:
+            words += ["--exact", f"--relative={instance * job.nodes}"]
+        return words + [*s.mpi_args, *program]
+
+
 class LocalMpirun(Launcher):
     """Plain mpirun on this machine."""
 
@@ -123,7 +143,7 @@ class LocalMpirun(Launcher):
         return words + program
 
 
-LAUNCHERS = {cls.name: cls for cls in (FujitsuMpiexec, OpenMPIMpirun, LocalMpirun)}
+LAUNCHERS = {cls.name: cls for cls in (FujitsuMpiexec, OpenMPIMpirun, Srun, LocalMpirun)}
 
 
 def get_launcher(name: str) -> Launcher:

@@ -85,7 +85,8 @@ class PJM(Scheduler):
             lines.append(f'#PJM --mpi "shape={job.node_shape}"')
         if job.layout == "hybrid" and job.instances == 1:
             lines.append(f'#PJM --mpi "rank-map-hostfile={job.job_dir}/rankmap"')
-        lines.append(f"#PJM -g {job.group}")
+        if job.group:
+            lines.append(f"#PJM -g {job.group}")
         if s.staging.method == "llio" and s.staging.localtmp_gib:
             lines.append(f"#PJM --llio localtmp-size={s.staging.localtmp_gib}Gi")
         if s.llio_gfscache:
@@ -230,6 +231,50 @@ class PBS(Scheduler):
         return jobs
 
 
+class Slurm(Scheduler):
+    """Slurm (most MLPerf HPC submitters' clusters: Eos, Perlmutter, JUWELS)."""
+
+    name = "slurm"
+    submit_tool = "sbatch"
+    submit_pattern = r"^(\d+)(?:;[\w.-]+)?\s*$"     # sbatch --parsable: JOBID or JOBID;CLUSTER
+    hostfile_var = "SLURM_JOB_NODELIST"
+    states = {"PENDING": "queued", "CONFIGURING": "queued", "REQUEUED": "queued", "RESV_DEL_HOLD": "held",
+              "REQUEUE_HOLD": "held", "SUSPENDED": "held", "RUNNING": "running", "COMPLETING": "running",
+              "STAGE_OUT": "running", "SIGNALING": "running", "COMPLETED": "done", "FAILED": "failed",
+              "CANCELLED": "failed", "TIMEOUT": "failed", "NODE_FAIL": "failed", "OUT_OF_MEMORY": "failed",
+              "PREEMPTED": "failed", "BOOT_FAIL": "failed", "DEADLINE": "failed"}
+
+    def directives(self, job: JobSpec) -> list[str]:
+        s = job.system
+        lines = [f"#SBATCH -J {job.name}", f"#SBATCH -N {job.total_nodes}", f"#SBATCH --ntasks-per-node={job.ppn}",
+                 f"#SBATCH --cpus-per-task={max(1, s.cores_per_node // job.ppn)}", f"#SBATCH -t {job.elapse}",
+                 f"#SBATCH -p {job.rscgrp}"]
+        if s.accelerators_per_node:
+            lines.append(f"#SBATCH --gpus-per-node={s.accelerators_per_node}")
+        if job.group:
+            lines.append(f"#SBATCH -A {job.group}")
+        return lines + [f"#SBATCH -o {job.job_dir}/%x.%j.out"]
+
+    def submit_command(self, job: JobSpec, script: str) -> list[str]:
+        return ["sbatch", "--parsable", script]
+
+    def status_command(self, job_id: str | None) -> list[str]:
+        # A finished job leaves squeue's list; its log says how it ended.
+        return ["squeue", "-h", "-o", "%i|%j|%T"] + (["-j", job_id] if job_id else ["--me"])
+
+    def cancel_command(self, job_id: str) -> list[str]:
+        return ["scancel", job_id]
+
+    def parse_status(self, output: str) -> list[JobState]:
+        jobs = []
+        for line in output.splitlines():
+            fields = [f.strip() for f in line.split("|")]
+            if len(fields) == 3 and re.match(r"^\d+(_\d+)?$", fields[0]):
+                jobs.append(JobState(fields[0], fields[1], self._state(fields[2].split()[0] if fields[2] else ""),
+                                     fields[2]))
+        return jobs
+
+
 class Local(Scheduler):
     """No queue: the script runs at once, in the foreground."""
 
@@ -246,7 +291,7 @@ class Local(Scheduler):
         raise HarnessError("local jobs run in the foreground; stop one with Ctrl-C")
 
 
-SCHEDULERS = {cls.name: cls for cls in (PJM, UGE, PBS, Local)}
+SCHEDULERS = {cls.name: cls for cls in (PJM, UGE, PBS, Slurm, Local)}
 
 
 def get_scheduler(name: str) -> Scheduler:

@@ -2,6 +2,7 @@
 checked when it is loaded like any config (declared ranges, known keys)."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,11 +40,22 @@ class Binding:
 
 
 @dataclass
+class Reference:
+    """An expected figure with its tolerance, as ReFrame writes them: the
+    training samples/s per node a layout should reach, and how far below
+    (``lower``, a fraction <= 0) or above (``upper``, >= 0; null: no bound)
+    a run may fall before it is flagged."""
+    target: float = ranged(1.0, above=0)
+    lower: float = ranged(-0.1, minimum=-1, maximum=0)
+    upper: float | None = ranged(None, minimum=0)
+
+
+@dataclass
 class System:
     name: str = ""
     description: str = ""
-    scheduler: str = ranged("local", one_of=("pjm", "uge", "pbs", "local"))
-    launcher: str = ranged("local-mpirun", one_of=("fujitsu-mpiexec", "openmpi-mpirun", "local-mpirun"))
+    scheduler: str = ranged("local", one_of=("pjm", "uge", "pbs", "slurm", "local"))
+    launcher: str = ranged("local-mpirun", one_of=("fujitsu-mpiexec", "openmpi-mpirun", "srun", "local-mpirun"))
     cores_per_node: int = ranged(1, minimum=1)
     accelerators_per_node: int = ranged(0, minimum=0)
     processor: str = ""
@@ -64,17 +76,31 @@ class System:
     # (Fugaku: dir_transfer) instead of every node reading the shared FS.
     distribute_environment: str | None = None
     staging: Staging = field(default_factory=Staging)
+    # "benchmark/layout" -> the train samples/s per node expected there.
+    references: dict[str, Reference] = field(default_factory=dict)
+    # What a submission's systems/<name>.json says that only the site knows
+    # (host_memory_capacity, host_storage_type, cooling, ...).
+    system_description: dict[str, str] = field(default_factory=dict)
+
+
+# A site's own system YAMLs may live outside the checkout: directories in
+# MLPERF_HPC_SYSTEMS (separated by ':') are searched before launch/systems/.
+SYSTEMS_ENV = "MLPERF_HPC_SYSTEMS"
+
+
+def _system_dirs() -> list[Path]:
+    return [Path(d) for d in os.environ.get(SYSTEMS_ENV, "").split(":") if d] + [SYSTEMS_DIR]
 
 
 def available_systems() -> list[str]:
-    return sorted(p.stem for p in SYSTEMS_DIR.glob("*.yaml"))
+    return sorted({p.stem for folder in _system_dirs() for p in folder.glob("*.yaml")})
 
 
 def load_system(name: str) -> System:
-    path = SYSTEMS_DIR / f"{name}.yaml"
-    if not path.is_file():
+    path = next((folder / f"{name}.yaml" for folder in _system_dirs() if (folder / f"{name}.yaml").is_file()), None)
+    if path is None:
         raise HarnessError(f"unknown system '{name}': use one of {', '.join(available_systems())} "
-                           f"(or add launch/systems/{name}.yaml)")
+                           f"(or add launch/systems/{name}.yaml, or a directory of your own in {SYSTEMS_ENV})")
     system = load_config(path, System)
     for group_name, group in system.resource_groups.items():
         if group.min_nodes > group.max_nodes:
