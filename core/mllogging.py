@@ -35,6 +35,7 @@ NUMBER_OF_RANKS = "number_of_ranks"
 ACCELERATORS_PER_NODE = "accelerators_per_node"
 PARALLEL_LAYOUT = "parallel_layout"  # the harness's own: how the run was parallelised
 THREADS_PER_PROCESS = "threads_per_process"  # the harness's own: compute threads each rank used
+HARNESS_COMMIT = "harness_commit"            # the harness's own: the code that ran (git describe)
 
 
 class LogWriteError(RankError):

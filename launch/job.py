@@ -49,6 +49,8 @@ class JobSpec:
     seed: int | None = None
     preflight: bool = False         # an allreduce bandwidth test before training
     keep_staged: bool = False       # leave a private stage directory in place after the job
+    runs: int = 1                   # runs back to back in this one job (a packed campaign)
+    gate_timeout: int = 1800        # weak scaling: seconds an instance waits for the others at the start
 
     @property
     def ppn(self) -> int:
@@ -181,10 +183,16 @@ class JobSpec:
                                    {"data.data_dir": "--data"})
         config.check_run(self.split, data_groups(self.layout, self.split, self.processes),
                          lambda key: "--data" if key == "data.data_dir" else key)
+        if self.runs > 1 and self.instances > 1:
+            raise HarnessError("--pack runs the campaign's runs back to back in one job: it takes strong scaling "
+                               "only (--instances 1)")
         for instance in range(self.instances):
-            if self.log_path(instance).exists():
-                raise HarnessError(f"--job-dir {self.job_dir} already holds {self.log_path(instance).name} from an "
-                                   f"earlier run, which the job would refuse to overwrite: pass a new --job-dir")
+            for run in range(self.runs):
+                if self.log_path(instance, run).exists():
+                    raise HarnessError(f"--job-dir {self.job_dir} already holds {self.log_path(instance, run)} from "
+                                       f"an earlier run, which the job would refuse to overwrite: pass a new --job-dir")
 
-    def log_path(self, instance: int) -> Path:
+    def log_path(self, instance: int, run: int = 0) -> Path:
+        if self.runs > 1:
+            return Path(self.job_dir) / f"run_{run}" / "result.log"
         return Path(self.job_dir) / (f"instance_{instance}.log" if self.instances > 1 else "result.log")

@@ -1,30 +1,43 @@
-"""Submitting rendered jobs, asking after them, sweeps, and collecting
-finished runs' logs into the MLPerf HPC submission layout."""
+"""Submitting rendered jobs, asking after them, and sweeps."""
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import re
 import subprocess
 import time
 from dataclasses import replace
 from pathlib import Path
 
-from launch.job import SAFE_NAME, JobSpec
+from launch.job import JobSpec
 from launch.render import render
 from launch.schedulers import JobState, get_scheduler
 from launch.system import System
 from parallel.topology import layout_split
 from core.errors import HarnessError
-from core.runlog import read_run_log
+
+
+# How long a scheduler tool may take to answer (a hung pjstat or sbatch must
+# not hang the harness); MLPERF_HPC_TOOL_TIMEOUT overrides it, in seconds.
+TOOL_TIMEOUT_SECONDS = 120.0
 
 
 def _run(command: list[str]) -> str:
+    """A scheduler tool's output; every way it can fail is one line."""
+    timeout = float(os.environ.get("MLPERF_HPC_TOOL_TIMEOUT") or TOOL_TIMEOUT_SECONDS)
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        # LC_ALL=C: the tools' replies are parsed, in English and C formats.
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, errors="replace",
+                              env={**os.environ, "LC_ALL": "C"})
     except FileNotFoundError:
         raise HarnessError(f"'{command[0]}' not found: run this on a login node of the system") from None
+    except PermissionError:
+        raise HarnessError(f"'{command[0]}' on PATH cannot be run (not executable): fix PATH or the file's "
+                           f"permissions") from None
+    except subprocess.TimeoutExpired:
+        raise HarnessError(f"{' '.join(command)} did not answer within {timeout:g} s: the scheduler may be busy; "
+                           f"try again later") from None
+    except OSError as err:
+        raise HarnessError(f"'{command[0]}' could not be run ({err.strerror or err})") from None
     if done.returncode != 0:
         raise HarnessError(f"{' '.join(command)} failed ({done.returncode}): {done.stderr.strip()[:300]}")
     return done.stdout
@@ -83,9 +96,35 @@ def submit(job: JobSpec, dry_run: bool = False) -> tuple[list[str], str | None]:
             code = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT).returncode
         (Path(job.job_dir) / "exit_code").write_text(f"{code}\n")
         return command, f"local:{job.job_dir}"
-    job_id = scheduler.parse_submit(_run(command))
+    before = _job_ids_named(job)
+    reply = _run(command)
+    try:
+        job_id = scheduler.parse_submit(reply)
+    except HarnessError as err:
+        job_id = _found_by_name(job, before, err)
     record.write_text(f"{job_id}\n")
     return command, job_id
+
+
+def _job_ids_named(job: JobSpec) -> set[str] | None:
+    """The ids of the user's jobs called ``job.name`` (None: unknown)."""
+    try:
+        return {j.job_id for j in status(job.system) if j.name == job.name}
+    except HarnessError:
+        return None
+
+
+def _found_by_name(job: JobSpec, before: set[str] | None, error: HarnessError) -> str:
+    """The job a submit queued although its reply could not be read: the one
+    job of its name that was not there before. Saying "failed" instead would
+    invite a second, duplicate submission."""
+    after = _job_ids_named(job)
+    new = sorted(after - before) if after is not None and before is not None else []
+    if len(new) == 1:
+        return new[0]
+    raise HarnessError(f"{error}; the job may still have been queued, and it could not be found by its name "
+                       f"{job.name!r}: check 'mlperf-hpc launch status --system {job.system.name}' before "
+                       f"submitting again")
 
 
 def status(system: System, job_id: str | None = None, output: str | None = None) -> list[JobState]:
@@ -140,109 +179,3 @@ def sweep(base: JobSpec, nodes: list[int], layouts: list[tuple[str, str | None]]
         sweep_dir.mkdir(parents=True, exist_ok=True)
         (sweep_dir / "manifest.json").write_text(json.dumps(manifest, indent=2))
     return manifest
-
-
-def _job_dirs(path: Path) -> list[Path]:
-    manifest = path / "manifest.json"
-    if manifest.is_file():
-        return [Path(p["job_dir"]) for p in json.loads(manifest.read_text())["points"]]
-    return [path]
-
-
-def system_description(system: System, division: str, org: str, nodes: int) -> dict:
-    """systems/<system>.json in the fields the MLPerf system-description checker reads."""
-    return {"submitter": org, "division": division, "status": "onprem", "system_name": system.description,
-            "number_of_nodes": str(nodes), "host_processors_per_node": "1",
-            "host_processor_model_name": system.processor, "host_processor_core_count": str(system.cores_per_node),
-            "accelerators_per_node": str(system.accelerators_per_node),
-            "accelerator_model_name": system.accelerator or "N/A", "framework": "TensorFlow 2.15.1, Horovod 0.28.1",
-            "operating_system": "", "host_memory_capacity": "", "host_storage_type": "", "host_storage_capacity": "",
-            "host_networking": "", "host_networking_topology": "", "host_memory_configuration": "",
-            "accelerator_host_interconnect": "", "accelerator_frequency": "", "accelerator_on-chip_memories": "",
-            "accelerator_memory_configuration": "", "accelerator_memory_capacity": "",
-            "accelerator_interconnect": "", "accelerator_interconnect_topology": "",
-            "cooling": "", "hw_notes": "", "other_software_stack": "", "sw_notes": ""}
-
-
-RESULT_NAME = re.compile(r"^result_(\d+)\.txt$")
-
-
-def _content_hash(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def _inside(path: Path, root: Path) -> bool:
-    """Whether ``path``, every link in it followed, lies under ``root``."""
-    return path.resolve().is_relative_to(root.resolve())
-
-
-def _copy_new(src: Path, dst: Path) -> None:
-    """Copy ``src`` to ``dst``, which must not exist yet (not even as a
-    link): what a user collected is never written over or through."""
-    data = src.read_bytes()
-    fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
-    with os.fdopen(fd, "wb") as out:
-        out.write(data)
-
-
-def _merge_system_json(path: Path, fresh: dict) -> None:
-    """Fill what the file lacks or leaves empty from ``fresh``; what a user
-    wrote there stays, except the node count, which grows to the largest
-    collected run's."""
-    try:
-        merged = json.loads(path.read_text()) if path.is_file() else {}
-    except (OSError, ValueError):
-        merged = None
-    if not isinstance(merged, dict):
-        raise HarnessError(f"{path} is not a readable JSON object: fix or remove it, then collect again")
-    for key, value in fresh.items():
-        if merged.get(key) in (None, ""):
-            merged[key] = value
-    if str(merged.get("number_of_nodes", "")).isdigit():
-        merged["number_of_nodes"] = str(max(int(merged["number_of_nodes"]), int(fresh["number_of_nodes"])))
-    if fresh["division"] == "open":
-        merged["division"] = "open"   # one open run makes the system's submission open
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
-    tmp.write_text(json.dumps(merged, indent=2))
-    tmp.replace(path)
-
-
-def collect(paths: list[str | Path], org: str, system: System, into: str | Path = "logs") -> list[Path]:
-    """Copy every finished run's log (one with run_stop) into
-    ``into/<org>/results/<system>/<strong|weak>/<benchmark>/result_N.txt``,
-    numbered after the highest result already there. A log whose content is
-    already in its folder is skipped, so collecting twice changes nothing;
-    nothing is written over, and no link is followed out of a job directory
-    or into the tree."""
-    into = Path(into)
-    root = into / org
-    copied, divisions, max_nodes = [], set(), 0
-    for path in paths:
-        for job_dir in _job_dirs(Path(path)):
-            logs = sorted(job_dir.glob("instance_*.log")) or sorted(job_dir.glob("result.log"))
-            logs = [log for log in logs if not log.is_symlink() and _inside(log, job_dir)]
-            finished = [(log, read_run_log(log)) for log in logs]
-            finished = [(log, run) for log, run in finished if run.run_stop_ms is not None and run.benchmark]
-            scaling = "weak" if any(run.instance_id is not None for _, run in finished) else "strong"
-            for log, run in finished:
-                if not SAFE_NAME.match(run.benchmark):
-                    continue          # a benchmark name that is not a plain word names no folder
-                target = root / "results" / system.name / scaling / run.benchmark
-                target.mkdir(parents=True, exist_ok=True)
-                if not _inside(target, into):
-                    raise HarnessError(f"{target} leads out of --into {into} through a link: remove the link")
-                existing = [p for p in target.iterdir() if RESULT_NAME.match(p.name)]
-                digest = _content_hash(log)
-                if any(p.is_file() and not p.is_symlink() and _content_hash(p) == digest for p in existing):
-                    continue
-                index = max((int(RESULT_NAME.match(p.name).group(1)) for p in existing), default=-1) + 1
-                dst = target / f"result_{index}.txt"
-                _copy_new(log, dst)
-                copied.append(dst)
-                divisions.add(run.division)
-                max_nodes = max(max_nodes, run.nodes * (len(finished) if scaling == "weak" else 1))
-    if copied:
-        (root / "systems").mkdir(parents=True, exist_ok=True)
-        description = system_description(system, "closed" if divisions == {"closed"} else "open", org, max_nodes)
-        _merge_system_json(root / "systems" / f"{system.name}.json", description)
-    return copied

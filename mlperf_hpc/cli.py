@@ -19,6 +19,7 @@ from core.errors import HarnessError, RankError
 from core.runtime import launcher_rank, launcher_size
 from mlperf_hpc.arguments import Parser, int_in
 from mlperf_hpc.launch_cli import add_launch_commands
+from mlperf_hpc.results_cli import add_results_commands, add_store_option
 from parallel.topology import LAYOUTS
 
 SILENT_RANK_GRACE_SECONDS = 2.0
@@ -120,7 +121,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.layout in SPLIT_LAYOUTS:
         benchmark.mesh_model(config, split)    # the model takes this split
     if args.instances > 1:
-        gate = StartGate(gate_dir, args.instance_id, args.instances)
+        gate = StartGate(gate_dir, args.instance_id, args.instances, args.gate_timeout)
     layout = make_layout(args.layout, split)
     try:
         result = train(benchmark, config, layout, log_path, save_weights=args.save_weights, start_gate=gate)
@@ -147,9 +148,17 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_check(args: argparse.Namespace) -> int:
     from mlperf_hpc.compliance import CheckReport, check_path
 
+    from mlperf_hpc.results_cli import open_store
+
+    store = open_store(args)
     reports = [check_path(path, args.ruleset, args.rcp_bypass) for path in args.paths]
     report = CheckReport([v for r in reports for v in r.verdicts], [s for r in reports for s in r.scores],
                          [p for r in reports for p in r.package], args.rcp_bypass)
+    for verdict in report.verdicts:        # every finished run it saw, once
+        if verdict.official_tools_may_read and verdict.status:
+            in_tree = verdict.group.count("/") == 2
+            store.record_log(verdict.path, system=verdict.group.split("/")[0] if in_tree else "")
+    store.close()
     print(report.to_json() if args.json else report.table())
     return 0 if report.passed else 1
 
@@ -203,8 +212,26 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from core.outputs import fresh_dir
     from mlperf_hpc.report import REPORT_FILES, write_report
 
+    from mlperf_hpc.results_cli import open_store, reference_flags
+    from mlperf_hpc.results_store import parse_filters
+
+    paths, notes = list(args.paths), []
+    if args.runs is not None:              # runs from the results store
+        store = open_store(args)
+        records = store.runs(parse_filters(args.runs, "--runs"))
+        store.close()
+        if not records:
+            raise HarnessError(f"--runs {args.runs!r} selects no stored runs: 'mlperf-hpc results list' shows them")
+        missing = next((r.log_path for r in records if not Path(r.log_path).is_file()), None)
+        if missing:
+            raise HarnessError(f"the stored run's log {missing} is gone: select other runs, or pass logs as PATH")
+        paths += [r.log_path for r in records]
+        flags = reference_flags(records)
+        notes = [f"Outside the reference: {r.log_path}: {flags[r.log_hash]}" for r in records if r.log_hash in flags]
+    if not paths:
+        raise HarnessError("report needs logs: pass PATH... or --runs key=value to take them from the results store")
     fresh_dir(args.out, "--out", REPORT_FILES)
-    outputs = write_report(args.paths, args.out)
+    outputs = write_report(paths, args.out, notes)
     print("\n".join(f"wrote {path}" for path in outputs.values()))
     return 0
 
@@ -268,6 +295,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="weak scaling: instances in this job")
     tr.add_argument("--instance-id", type=int_in(Valid(minimum=0)), help="weak scaling: this instance's id (logged)")
     tr.add_argument("--start-gate", help="weak scaling: shared directory where instances wait for each other")
+    tr.add_argument("--gate-timeout", type=int_in(Valid(minimum=1, maximum=7 * 86400)), default=1800,
+                    help="weak scaling: seconds an instance waits at the start gate for the others (default 1800)")
     tr.add_argument("--epochs", type=int, help="maximum epochs (overrides data.n_epochs)")
     tr.add_argument("--batch-size", type=int, help="per-replica batch (overrides data.batch_size)")
     tr.add_argument("--seed", type=int, help="random seed (default: config, else a fresh one)")
@@ -291,6 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
     ck.add_argument("--rcp-bypass", action="store_true",
                     help="let the official RCP and package checkers pass a set whose convergence the RCPs do not "
                          "cover (the table says so; the review committee decides)")
+    add_store_option(ck)
     ck.set_defaults(func=_cmd_check)
 
     md = sub.add_parser(
@@ -327,11 +357,16 @@ def build_parser() -> argparse.ArgumentParser:
         description="Per run: layout, nodes, processes, global batch, training samples/s (from epoch timings), "
                     "time to train, epochs; speedup and efficiency against the smallest run. Writes CSV, "
                     "Markdown, a self-contained HTML page and PNG plots to --out.")
-    rp.add_argument("paths", nargs="+", metavar="PATH", help="logs or directories of logs")
+    rp.add_argument("paths", nargs="*", metavar="PATH", help="logs or directories of logs")
+    rp.add_argument("--runs", metavar="FILTERS",
+                    help="also the stored runs matching key=value[,key=value] (e.g. campaign=ID or system=local), "
+                         "flagging those outside their system's reference values")
     rp.add_argument("--out", required=True, help="output directory")
+    add_store_option(rp)
     rp.set_defaults(func=_cmd_report)
 
     add_launch_commands(sub)
+    add_results_commands(sub)
 
     run = sub.add_parser(
         "run", help="the main job: mini CosmoFlow end to end",

@@ -33,6 +33,7 @@ from core.mllogging import MLPerfLog
 from core.progress import Progress
 from core.runtime import threads_per_process
 from mlperf_hpc.divergence import DivergenceGuard
+from mlperf_hpc.provenance import harness_commit
 from parallel.instances import StartGate
 from parallel.layouts import SingleProcess, Trainer
 
@@ -216,6 +217,8 @@ def _train(benchmark: Benchmark, config: Any, layout: SingleProcess, log: MLPerf
     log.event(mllogging.ACCELERATORS_PER_NODE, layout.accelerators)
     log.event(mllogging.PARALLEL_LAYOUT, layout.label)
     log.event(mllogging.THREADS_PER_PROCESS, threads_per_process())
+    if log.enabled:
+        log.event(mllogging.HARNESS_COMMIT, harness_commit())
     log.event(keys.SEED, seed)
     log.event(keys.GLOBAL_BATCH_SIZE, global_batch)
     for key, value in benchmark.hyperparameters(config, global_batch, layout.ranks_per_sample).items():

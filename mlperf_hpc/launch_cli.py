@@ -15,6 +15,7 @@ from core.errors import HarnessError
 from launch.job import SAFE_NAME, JobSpec
 from launch.system import available_systems, load_system
 from mlperf_hpc.arguments import int_in
+from mlperf_hpc.results_cli import add_store_option, open_store
 from parallel.topology import LAYOUTS
 
 
@@ -31,7 +32,8 @@ def _job_from_args(args: argparse.Namespace, nodes: int | None = None) -> JobSpe
                    resource_group=args.rscgrp, procs_per_node=args.ppn, instances=args.instances,
                    node_shape=args.shape, node_topology=args.topology,
                    job_dir=absolute(args.job_dir if args.job_dir is not None else f"jobs/{args.name}", "--job-dir"),
-                   seed=args.seed, preflight=args.preflight, keep_staged=args.keep_staged)
+                   seed=args.seed, preflight=args.preflight, keep_staged=args.keep_staged,
+                   gate_timeout=args.gate_timeout)
 
 
 def parse_node_counts(text: str) -> list[int]:
@@ -58,9 +60,16 @@ def _cmd_launch(args: argparse.Namespace) -> int:
     elif args.action == "submit":
         job = _job_from_args(args)
         writable_dir(job.job_dir, "--job-dir")
-        command, job_id = launching.submit(job, args.dry_run)
-        print(" ".join(command) if args.dry_run else f"submitted {job_id}: {' '.join(command)}")
+        if args.pack and args.runs is None:
+            raise HarnessError("--pack packs a campaign's runs into one job: pass --runs [N] too")
+        if args.runs is None:
+            command, job_id = launching.submit(job, args.dry_run)
+            print(" ".join(command) if args.dry_run else f"submitted {job_id}: {' '.join(command)}")
+        else:
+            return _submit_campaign(job, args)
     elif args.action == "status":
+        if args.campaign:
+            return _campaign_status(args)
         for job in launching.status(load_system(args.system), args.job_id):
             print(f"{job.job_id}  {job.name}  {job.state}  ({job.raw})")
     elif args.action == "cancel":
@@ -83,9 +92,58 @@ def _cmd_launch(args: argparse.Namespace) -> int:
         missing = next((p for p in args.paths if not Path(p).is_dir()), None)
         if missing:
             raise HarnessError(f"DIR {missing} is not a directory: pass job or sweep directories")
-        copied = launching.collect(args.paths, args.org, load_system(args.system), writable_dir(args.into, "--into"))
+        from launch.collect import collect
+
+        store = open_store(args)
+        system = load_system(args.system)
+        copied = collect(args.paths, args.org, system, writable_dir(args.into, "--into"))
+        for path in copied:
+            store.record_log(path, system=system.name)
+        store.close()
         print("\n".join(f"collected {p}" for p in copied) or "no finished runs found")
         return 0 if copied else 1
+    return 0
+
+
+def _submit_campaign(job: JobSpec, args: argparse.Namespace) -> int:
+    """``submit --runs [N] [--pack]``: the runs a submission needs, recorded
+    as one campaign in the results store (local runs: with their results)."""
+    from core.benchmark import get_facts
+    from launch.campaign import submit_campaign
+    from mlperf_hpc.provenance import harness_commit
+    from mlperf_hpc.results_store import CampaignRecord
+
+    runs = args.runs or get_facts(job.benchmark).required_runs
+    store = None if args.dry_run else open_store(args)       # refused before anything is queued
+    manifest, commands = submit_campaign(job, runs, args.pack, args.dry_run)
+    for command in commands:
+        print(" ".join(command))
+    if store is None:
+        return 0
+    store.record_campaign(CampaignRecord(manifest["campaign"], manifest["created"], job.system.name, job.benchmark,
+                                         "runs", runs, job.job_dir, harness_commit()))
+    failed = 0
+    for entry in manifest["runs"]:
+        log = Path(entry["dir"]) / "result.log"
+        if log.is_file():                       # local runs have finished by now
+            record = store.record_log(log, system=job.system.name, campaign=manifest["campaign"])
+            failed += record is None or record.status != "success"
+    store.close()
+    print(f"campaign {manifest['campaign']}: {runs} run(s) (seeds {manifest['runs'][0]['seed']}-"
+          f"{manifest['runs'][-1]['seed']}), {'one packed job' if args.pack else 'one job per run'}; "
+          f"manifest {job.job_dir}/campaign.json")
+    return 1 if failed else 0
+
+
+def _campaign_status(args: argparse.Namespace) -> int:
+    from launch.campaign import campaign_status
+
+    states = campaign_status(args.campaign, load_system(args.system))
+    counts = {s: sum(r.state == s for r in states) for s in ("queued", "running", "finished", "failed")}
+    for r in states:
+        ttt = f"{r.time_to_train_s / 60:.2f} min" if r.time_to_train_s is not None else "-"
+        print(f"run {r.run}  seed {r.seed}  {r.state:9s} time to train {ttt}  job {r.job_id or '-'}")
+    print("  ".join(f"{n} {state}" for state, n in counts.items()))
     return 0
 
 
@@ -113,6 +171,8 @@ def _add_job_options(p: argparse.ArgumentParser, nodes: bool = True) -> None:
     p.add_argument("--seed", type=int_in(Valid(minimum=0, below=2 ** 31)), help="base seed (instance i uses seed + i)")
     p.add_argument("--preflight", action="store_true",
                    help="time a 64 MiB Horovod allreduce over the job's ranks before training (in the job output)")
+    p.add_argument("--gate-timeout", type=int_in(Valid(minimum=1, maximum=7 * 86400)), default=1800,
+                   help="weak scaling: seconds each instance waits at the start gate for the others (default 1800)")
     p.add_argument("--keep-staged", action="store_true",
                    help="keep the job's private stage directory (systems staging to a shared directory such as "
                         "/tmp make one per job and remove it when the job ends)")
@@ -132,10 +192,18 @@ def add_launch_commands(sub: Any) -> None:
                                      description="Write the job script and submit it (local: run it now).")
     _add_job_options(submit_p)
     submit_p.add_argument("--dry-run", action="store_true", help="print the exact submit command only")
+    submit_p.add_argument("--runs", type=int_in(Valid(minimum=1, maximum=1000)), nargs="?", const=0,
+                          help="a campaign of N runs with seeds --seed + i (no N: the benchmark's required "
+                               "count, CosmoFlow 10, DeepCAM 5), in DIR/run_i, recorded in DIR/campaign.json")
+    submit_p.add_argument("--pack", action="store_true",
+                          help="with --runs: all runs back to back in one job (one queue wait)")
+    add_store_option(submit_p)
     status_p = launch_sub.add_parser("status", help="the scheduler's view of your jobs",
                                      description="Run the scheduler's status tool and print parsed states.")
     status_p.add_argument("--system", required=True, choices=available_systems())
     status_p.add_argument("job_id", nargs="?")
+    status_p.add_argument("--campaign", metavar="DIR", help="a campaign's directory: each run's state and time "
+                                                             "to train")
     cancel_p = launch_sub.add_parser("cancel", help="cancel a job", description="Cancel a job.")
     cancel_p.add_argument("--system", required=True, choices=available_systems())
     cancel_p.add_argument("job_id")
@@ -156,4 +224,5 @@ def add_launch_commands(sub: Any) -> None:
     collect_p.add_argument("--system", required=True, choices=available_systems())
     collect_p.add_argument("--org", default="mlperf-hpc")
     collect_p.add_argument("--into", default="logs")
+    add_store_option(collect_p)
     launch.set_defaults(func=_cmd_launch)

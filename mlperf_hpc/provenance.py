@@ -11,7 +11,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _commit() -> str:
+def harness_commit() -> str:
     try:
         done = subprocess.run(["git", "-C", str(REPO), "describe", "--always", "--dirty", "--abbrev=12"],
                               capture_output=True, text=True, timeout=10)
@@ -30,7 +30,7 @@ def provenance_line() -> str:
     gpu_ops = "NCCL" if hvd.nccl_built() else "none"
     cuda = f"CUDA build, {len(tf.config.list_physical_devices('GPU'))} GPU(s) visible" if tf.test.is_built_with_cuda() \
         else "CPU build"
-    return (f"provenance: mlperf-hpc {_commit()}; Python {platform.python_version()}; TensorFlow {tf.__version__} "
+    return (f"provenance: mlperf-hpc {harness_commit()}; Python {platform.python_version()}; TensorFlow {tf.__version__} "
             f"({cuda}); Horovod {horovod.__version__} (MPI {'yes' if hvd.mpi_built() else 'no'}, GPU operations "
             f"{gpu_ops}); MPI {mpi}; host {platform.node()}")
 

@@ -168,8 +168,9 @@ PLOTS = ("throughput", "efficiency", "breakdown")
 REPORT_FILES = ("report.csv", "report.md", "report.html", *(f"{name}.png" for name in PLOTS))
 
 
-def write_report(paths: list[str | Path], out: str | Path) -> dict[str, Path]:
-    """Write report.csv, report.md, report.html and the PNG plots to ``out``."""
+def write_report(paths: list[str | Path], out: str | Path, notes: list[str] = ()) -> dict[str, Path]:
+    """Write report.csv, report.md, report.html and the PNG plots to ``out``;
+    ``notes`` are flagged beside the warnings (runs outside reference values)."""
     rows, scale = collect_rows(paths)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -185,7 +186,7 @@ def write_report(paths: list[str | Path], out: str | Path) -> dict[str, Path]:
              f"{getattr(rows[0], scale)} {scale}); samples/s come from epoch timings (eval and staging excluded).",
              "", header, "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(_cell(r, key) for key, _ in COLUMNS) + " |" for r in rows]
-    warnings = eval_warnings(rows)
+    warnings = eval_warnings(rows) + list(notes)
     lines += [""] + warnings + ([""] if warnings else []) + [f"![{p.stem}]({p.name})" for p in pngs]
     (out / "report.md").write_text("\n".join(lines) + "\n")
 

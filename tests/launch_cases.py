@@ -20,6 +20,9 @@ CASES = {
     "abci3_hybrid_2x2": dict(system="abci3", nodes=2, layout="hybrid", spatial="2x2", group="gaa50000",
                              preflight=True),
     "local_data": dict(system="local", nodes=1, ppn=2),
+    "local_pack": dict(system="local", nodes=1, ppn=2, seed=40, runs=3),
+    "slurm_data": dict(system="slurm-gpu", nodes=2, group="m4242"),
+    "slurm_weak": dict(system="slurm-gpu", nodes=2, instances=2, group="m4242", seed=7),
 }
 
 
@@ -32,7 +35,7 @@ def job_for(case: str) -> JobSpec:
                    group=spec.pop("group", None), resource_group=spec.pop("rscgrp", None),
                    procs_per_node=spec.pop("ppn", None), instances=spec.pop("instances", 1),
                    node_shape=spec.pop("shape", None), job_dir=f"/jobs/{case}", seed=spec.pop("seed", None),
-                   preflight=spec.pop("preflight", False))
+                   preflight=spec.pop("preflight", False), runs=spec.pop("runs", 1))
 
 
 def rendered_text(case: str) -> str:

@@ -229,7 +229,8 @@ def test_pjm_submit_status_cancel(fake_tools, tmp_path):
     assert cli("launch", "status", "--system", "fugaku", env=env).stdout.splitlines() == [
         "12345678  cosmo-n8  running  (RUN)", "12345679  cosmo-n16  queued  (QUE)"]
     assert cli("launch", "cancel", "--system", "fugaku", "12345678", env=env).returncode == 0
-    assert calls.read_text().splitlines() == [f"pjsub {job_dir}/job.sh", "pjstat", "pjdel 12345678"]
+    # pjstat before pjsub: the user's jobs of that name, should pjsub's reply be unreadable.
+    assert calls.read_text().splitlines() == ["pjstat", f"pjsub {job_dir}/job.sh", "pjstat", "pjdel 12345678"]
 
 
 def test_uge_submit_dry_run_and_status(fake_tools, tmp_path):
@@ -252,7 +253,7 @@ def test_pbs_submit_and_status(fake_tools, tmp_path):
     assert "submitted 1234.pbs1" in result.stdout
     assert cli("launch", "status", "--system", "abci3", "1234.pbs1", env=env).stdout.splitlines() == [
         "1234.pbs1  cosmo  running  (R)", "1235.pbs1  cosmo2  queued  (Q)"]
-    assert calls.read_text().splitlines() == [f"qsub {tmp_path}/j/job.sh", "qstat -x 1234.pbs1"]
+    assert calls.read_text().splitlines() == ["qstat -x", f"qsub {tmp_path}/j/job.sh", "qstat -x 1234.pbs1"]
 
 
 def test_a_job_directory_whose_job_is_queued_or_running_is_refused(fake_tools, tmp_path):

@@ -24,8 +24,27 @@ sed -n '1,2p' /jobs/abci2_weak/hostfile > /jobs/abci2_weak/hostfile.0
 sed -n '3,4p' /jobs/abci2_weak/hostfile > /jobs/abci2_weak/hostfile.1
 python -m mlperf_hpc.cli version
 mkdir -p "$JOB_DIR/gate"
-mpirun -n 8 -npernode 4 --hostfile /jobs/abci2_weak/hostfile.0 --map-by slot --bind-to none --mca pml ob1 --mca btl self,tcp --mca btl_tcp_if_include bond0 -x MLPERF_HPC_GPUS_PER_NODE -x MLPERF_HPC_THREADS -x NCCL_IB_DISABLE -x TF_ENABLE_ONEDNN_OPTS bash /jobs/abci2_weak/bind.sh python -m mlperf_hpc.cli train cosmoflow --layout data --config @REPO@/cosmoflow/configs/cosmo.yaml --data /shared/data/cosmoflow --stage-dir "$STAGE_DIR" --log /jobs/abci2_weak/instance_0.log --instances 2 --instance-id 0 --start-gate /jobs/abci2_weak/gate &
-mpirun -n 8 -npernode 4 --hostfile /jobs/abci2_weak/hostfile.1 --map-by slot --bind-to none --mca pml ob1 --mca btl self,tcp --mca btl_tcp_if_include bond0 -x MLPERF_HPC_GPUS_PER_NODE -x MLPERF_HPC_THREADS -x NCCL_IB_DISABLE -x TF_ENABLE_ONEDNN_OPTS bash /jobs/abci2_weak/bind.sh python -m mlperf_hpc.cli train cosmoflow --layout data --config @REPO@/cosmoflow/configs/cosmo.yaml --data /shared/data/cosmoflow --stage-dir "$STAGE_DIR" --log /jobs/abci2_weak/instance_1.log --instances 2 --instance-id 1 --start-gate /jobs/abci2_weak/gate &
-status=0
-for pid in $(jobs -p); do wait "$pid" || status=1; done
-exit "$status"
+pids=()
+mpirun -n 8 -npernode 4 --hostfile /jobs/abci2_weak/hostfile.0 --map-by slot --bind-to none --mca pml ob1 --mca btl self,tcp --mca btl_tcp_if_include bond0 -x MLPERF_HPC_GPUS_PER_NODE -x MLPERF_HPC_THREADS -x NCCL_IB_DISABLE -x TF_ENABLE_ONEDNN_OPTS bash /jobs/abci2_weak/bind.sh python -m mlperf_hpc.cli train cosmoflow --layout data --config @REPO@/cosmoflow/configs/cosmo.yaml --data /shared/data/cosmoflow --stage-dir "$STAGE_DIR" --log /jobs/abci2_weak/instance_0.log --instances 2 --instance-id 0 --start-gate /jobs/abci2_weak/gate --gate-timeout 1800 &
+pids+=($!)
+mpirun -n 8 -npernode 4 --hostfile /jobs/abci2_weak/hostfile.1 --map-by slot --bind-to none --mca pml ob1 --mca btl self,tcp --mca btl_tcp_if_include bond0 -x MLPERF_HPC_GPUS_PER_NODE -x MLPERF_HPC_THREADS -x NCCL_IB_DISABLE -x TF_ENABLE_ONEDNN_OPTS bash /jobs/abci2_weak/bind.sh python -m mlperf_hpc.cli train cosmoflow --layout data --config @REPO@/cosmoflow/configs/cosmo.yaml --data /shared/data/cosmoflow --stage-dir "$STAGE_DIR" --log /jobs/abci2_weak/instance_1.log --instances 2 --instance-id 1 --start-gate /jobs/abci2_weak/gate --gate-timeout 1800 &
+pids+=($!)
+failed=""
+while :; do
+    running=0
+    for i in "${!pids[@]}"; do
+        pid=${pids[$i]}
+        [ -n "$pid" ] || continue
+        if kill -0 "$pid" 2>/dev/null; then running=1; continue; fi
+        code=0; wait "$pid" || code=$?
+        pids[$i]=""
+        if [ "$code" -ne 0 ] && [ -z "$failed" ]; then
+            failed=$i
+            echo "mlperf-hpc: instance $i failed (exit $code): stopping the other instances" >&2
+            for other in "${pids[@]}"; do [ -z "$other" ] || kill -TERM "$other" 2>/dev/null || true; done
+        fi
+    done
+    [ "$running" = 1 ] || break
+    sleep 2
+done
+[ -z "$failed" ] || { echo "mlperf-hpc: weak-scaling job failed: instance $failed" >&2; exit $(( failed < 155 ? 100 + failed : 255 )); }

@@ -30,8 +30,27 @@ STAGE_DIR="$PJM_LOCALTMP/mlperf-hpc"
 llio_transfer @REPO@/cosmoflow/configs/cosmo.yaml
 python -m mlperf_hpc.cli version
 mkdir -p "$JOB_DIR/gate"
-mpiexec -np 4 -of-proc /jobs/fugaku_weak/output/0/%/1000r/out -vcoordfile /jobs/fugaku_weak/instance_0.vcoord bash /jobs/fugaku_weak/bind.sh python -m mlperf_hpc.cli train cosmoflow --layout data --config @REPO@/cosmoflow/configs/cosmo.yaml --data /shared/data/cosmoflow --stage-dir "$STAGE_DIR" --log /jobs/fugaku_weak/instance_0.log --seed 100 --instances 2 --instance-id 0 --start-gate /jobs/fugaku_weak/gate &
-mpiexec -np 4 -of-proc /jobs/fugaku_weak/output/1/%/1000r/out -vcoordfile /jobs/fugaku_weak/instance_1.vcoord bash /jobs/fugaku_weak/bind.sh python -m mlperf_hpc.cli train cosmoflow --layout data --config @REPO@/cosmoflow/configs/cosmo.yaml --data /shared/data/cosmoflow --stage-dir "$STAGE_DIR" --log /jobs/fugaku_weak/instance_1.log --seed 101 --instances 2 --instance-id 1 --start-gate /jobs/fugaku_weak/gate &
-status=0
-for pid in $(jobs -p); do wait "$pid" || status=1; done
-exit "$status"
+pids=()
+mpiexec -np 4 -of-proc /jobs/fugaku_weak/output/0/%/1000r/out -vcoordfile /jobs/fugaku_weak/instance_0.vcoord bash /jobs/fugaku_weak/bind.sh python -m mlperf_hpc.cli train cosmoflow --layout data --config @REPO@/cosmoflow/configs/cosmo.yaml --data /shared/data/cosmoflow --stage-dir "$STAGE_DIR" --log /jobs/fugaku_weak/instance_0.log --seed 100 --instances 2 --instance-id 0 --start-gate /jobs/fugaku_weak/gate --gate-timeout 1800 &
+pids+=($!)
+mpiexec -np 4 -of-proc /jobs/fugaku_weak/output/1/%/1000r/out -vcoordfile /jobs/fugaku_weak/instance_1.vcoord bash /jobs/fugaku_weak/bind.sh python -m mlperf_hpc.cli train cosmoflow --layout data --config @REPO@/cosmoflow/configs/cosmo.yaml --data /shared/data/cosmoflow --stage-dir "$STAGE_DIR" --log /jobs/fugaku_weak/instance_1.log --seed 101 --instances 2 --instance-id 1 --start-gate /jobs/fugaku_weak/gate --gate-timeout 1800 &
+pids+=($!)
+failed=""
+while :; do
+    running=0
+    for i in "${!pids[@]}"; do
+        pid=${pids[$i]}
+        [ -n "$pid" ] || continue
+        if kill -0 "$pid" 2>/dev/null; then running=1; continue; fi
+        code=0; wait "$pid" || code=$?
+        pids[$i]=""
+        if [ "$code" -ne 0 ] && [ -z "$failed" ]; then
+            failed=$i
+            echo "mlperf-hpc: instance $i failed (exit $code): stopping the other instances" >&2
+            for other in "${pids[@]}"; do [ -z "$other" ] || kill -TERM "$other" 2>/dev/null || true; done
+        fi
+    done
+    [ "$running" = 1 ] || break
+    sleep 2
+done
+[ -z "$failed" ] || { echo "mlperf-hpc: weak-scaling job failed: instance $failed" >&2; exit $(( failed < 155 ? 100 + failed : 255 )); }
