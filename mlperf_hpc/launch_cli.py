@@ -80,12 +80,18 @@ def _cmd_launch(args: argparse.Namespace) -> int:
         nodes = parse_node_counts(args.nodes_list)
         sweep_dir = str(writable_dir(Path(args.job_dir if args.job_dir is not None else f"sweeps/{args.name}")
                                      .absolute(), "--job-dir"))
-        manifest = launching.sweep(_job_from_args(args, nodes[0]), nodes, parse_layouts(args.layouts), sweep_dir,
-                                   not args.render_only, args.dry_run)
+        submitting = not (args.render_only or args.dry_run)
+        store = open_store(args) if submitting else None      # refused before anything is queued
+        base = _job_from_args(args, nodes[0])
+        manifest = launching.sweep(base, nodes, parse_layouts(args.layouts), sweep_dir, not args.render_only,
+                                   args.dry_run)
         for point in manifest["points"]:
             print(f"{point['layout']}{':' + point['spatial'] if point['spatial'] else ''} x {point['nodes']} nodes: "
                   f"{point.get('job_id') or ' '.join(point.get('command', [])) or point['script']}")
         print(f"manifest {sweep_dir}/manifest.json")
+        if store is not None:
+            _record_campaign(store, f"{base.name}-sweep-{manifest['created']}", manifest["created"], base, "sweep",
+                             [Path(p["job_dir"]) for p in manifest["points"]])
     elif args.action == "collect":
         if not SAFE_NAME.match(args.org):
             raise HarnessError(f"--org {args.org!r} may only contain letters, digits, '.', '_' and '-'")
@@ -110,8 +116,6 @@ def _submit_campaign(job: JobSpec, args: argparse.Namespace) -> int:
     as one campaign in the results store (local runs: with their results)."""
     from core.benchmark import get_facts
     from launch.campaign import submit_campaign
-    from mlperf_hpc.provenance import harness_commit
-    from mlperf_hpc.results_store import CampaignRecord
 
     runs = args.runs or get_facts(job.benchmark).required_runs
     store = None if args.dry_run else open_store(args)       # refused before anything is queued
@@ -120,19 +124,30 @@ def _submit_campaign(job: JobSpec, args: argparse.Namespace) -> int:
         print(" ".join(command))
     if store is None:
         return 0
-    store.record_campaign(CampaignRecord(manifest["campaign"], manifest["created"], job.system.name, job.benchmark,
-                                         "runs", runs, job.job_dir, harness_commit()))
-    failed = 0
-    for entry in manifest["runs"]:
-        log = Path(entry["dir"]) / "result.log"
-        if log.is_file():                       # local runs have finished by now
-            record = store.record_log(log, system=job.system.name, campaign=manifest["campaign"])
-            failed += record is None or record.status != "success"
-    store.close()
+    records = _record_campaign(store, manifest["campaign"], manifest["created"], job, "runs",
+                               [Path(entry["dir"]) for entry in manifest["runs"]])
+    failed = sum(r is None or r.status != "success" for r in records)
+    if job.system.scheduler == "local":     # a run that died before its log counts too
+        failed += runs - len(records)
     print(f"campaign {manifest['campaign']}: {runs} run(s) (seeds {manifest['runs'][0]['seed']}-"
           f"{manifest['runs'][-1]['seed']}), {'one packed job' if args.pack else 'one job per run'}; "
           f"manifest {job.job_dir}/campaign.json")
     return 1 if failed else 0
+
+
+def _record_campaign(store, campaign: str, created: str, job: JobSpec, kind: str, dirs: list[Path]) -> list:
+    """A campaign in the results store, with the runs that have finished
+    (local jobs ran to the end): one record per log found, None for a log
+    that is not a finished run."""
+    from mlperf_hpc.provenance import harness_commit
+    from mlperf_hpc.results_store import CampaignRecord
+
+    store.record_campaign(CampaignRecord(campaign, created, job.system.name, job.benchmark, kind, len(dirs),
+                                         job.job_dir, harness_commit()))
+    logs = [log for d in dirs for log in sorted(d.glob("instance_*.log")) or sorted(d.glob("result.log"))]
+    records = [store.record_log(log, system=job.system.name, campaign=campaign) for log in logs]
+    store.close()
+    return records
 
 
 def _campaign_status(args: argparse.Namespace) -> int:
@@ -215,6 +230,7 @@ def add_launch_commands(sub: Any) -> None:
     sweep_p.add_argument("--layouts", default="data", help="comma-separated, e.g. data,hybrid:4x1")
     sweep_p.add_argument("--render-only", action="store_true", help="write the scripts, submit nothing")
     sweep_p.add_argument("--dry-run", action="store_true", help="print the submit commands only")
+    add_store_option(sweep_p)
     collect_p = launch_sub.add_parser(
         "collect", help="copy finished runs' logs into the submission layout",
         description="Copy finished runs' logs (job directories or sweep directories) into "

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,9 @@ import yaml
 from core.runtime import configure_environment
 
 configure_environment()
+# The commands under test record runs in a results store: a private one, not
+# the checkout's logs/results.sqlite.
+os.environ.setdefault("MLPERF_HPC_STORE", os.path.join(tempfile.mkdtemp(prefix="mlperf-hpc-store-"), "store.sqlite"))
 
 REPO = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
