@@ -80,6 +80,13 @@ def ranged(default: Any = dataclasses.MISSING, *, factory: Any = dataclasses.MIS
 
 # --- the sections every benchmark config has -------------------------------------
 
+# The MLPerf HPC rulesets the official tools know, and the one runs follow.
+HPC_RULESETS = ("1.0.0", "2.0.0", "3.0.0")
+HPC_RULESET = "3.0.0"
+# From this ruleset on, data may start on any durable storage: staging may be untimed.
+UNTIMED_STAGING_RULESET = "3.0.0"
+
+
 @dataclass
 class SubmissionInfo:
     """The submission_* keys every MLPerf log carries."""
@@ -87,7 +94,7 @@ class SubmissionInfo:
     division: str = ranged("closed", one_of=("closed", "open"))
     status: str = ranged("onprem", one_of=("onprem", "cloud", "preview", "research"))
     platform: str = "unknown-platform"
-    benchmark_version: str = ranged("3.0.0", one_of=("1.0.0", "2.0.0", "3.0.0"))
+    benchmark_version: str = ranged(HPC_RULESET, one_of=HPC_RULESETS)
 
 
 @dataclass
@@ -146,8 +153,9 @@ class BenchmarkConfig:
     def validate(self, source: str) -> None:
         """Refuse, in one line naming the keys, values that are each in range
         but do not work together. Benchmarks extend it (and call it)."""
-        if self.data.staging == "init" and self.mlperf.benchmark_version != "3.0.0":
-            raise HarnessError(f"config {source}: data.staging 'init' (untimed staging) needs the hpc 3.0.0 rules; "
+        if self.data.staging == "init" and self.mlperf.benchmark_version != UNTIMED_STAGING_RULESET:
+            raise HarnessError(f"config {source}: data.staging 'init' (untimed staging) needs the hpc "
+                               f"{UNTIMED_STAGING_RULESET} rules; "
                                f"mlperf.benchmark_version {self.mlperf.benchmark_version} times staging: set "
                                f"data.staging to timed")
 

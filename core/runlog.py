@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from core.benchmark import facts_for_log
+from core.config import HPC_RULESET
 
 # Keys whose values must agree across the runs of one benchmark submission.
 HYPERPARAMETER_PREFIXES = ("opt_", "global_batch_size", "dropout", "batchnorm_group_size",
@@ -154,7 +155,7 @@ def parse_lines(path: Path, ruleset: str) -> tuple[list, list[str]]:
     return loglines, errors
 
 
-def read_run_log(path: str | Path, ruleset: str = "3.0.0") -> RunLog:
+def read_run_log(path: str | Path, ruleset: str = HPC_RULESET) -> RunLog:
     path = Path(path)
     loglines, errors = parse_lines(path, ruleset)
     run = RunLog(path, parse_errors=errors)

@@ -11,8 +11,6 @@ from typing import Any
 
 import tensorflow as tf
 
-KINDS = ("Adam", "AdamW", "LAMB")
-
 
 def adam_family_update(kind: str, weight: Any, grad: Any, m: Any, v: Any, lr: Any, beta1: float, beta2: float,
                        eps: float, weight_decay: float, correction1: Any,

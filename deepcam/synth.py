@@ -31,7 +31,6 @@ from deepcam.config import check_shape
 
 CHANNELS = ["TMQ", "U850", "V850", "UBOT", "VBOT", "QREFHT", "PS", "PSL", "T200", "T500", "PRECT", "TS",
             "TREFHT", "Z1000", "Z200", "ZBOT"]
-FULL_SHAPE = (768, 1152)
 # Per channel: offset and scale of the background (arbitrary physical-ish units).
 OFFSET = np.linspace(-2.0, 5.0, len(CHANNELS)).astype(np.float32)
 SCALE = np.linspace(0.5, 2.0, len(CHANNELS)).astype(np.float32)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from core.benchmark import benchmark_names, get_facts
-from core.config import Valid
+from core.config import HPC_RULESET, HPC_RULESETS, Valid
 from core.errors import HarnessError, RankError
 from core.runtime import launcher_rank, launcher_size
 from mlperf_hpc.arguments import Parser, int_in
@@ -243,12 +243,23 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return run_main_job(writable_dir(args.workdir, "--workdir"), args.seed)
 
 
+class _Version(argparse.Action):
+    """``--version``: the released version and the commit (asked of git only when wanted)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from mlperf_hpc.provenance import harness_commit, harness_version
+
+        print(f"mlperf-hpc {harness_version()} (commit {harness_commit()})")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     names = benchmark_names()
     parser = Parser(
         prog="mlperf-hpc",
         description="MLPerf HPC benchmark harness: synthesise data, train CosmoFlow and DeepCAM under data-parallel, "
                     "spatial and hybrid layouts, write MLPerf logs and check them with the official checker.")
+    parser.add_argument("--version", action=_Version, nargs=0, help="the harness's version and git commit")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     data = sub.add_parser("data", help="dataset tools", description="Dataset tools.")
@@ -315,7 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "hyperparameters and global batch, monotonic timestamps, run_stop status. Prints one row per "
                     "log and the MLPerf HPC scores; exits 1 if anything fails.")
     ck.add_argument("paths", nargs="+", metavar="PATH")
-    ck.add_argument("--ruleset", default="3.0.0", choices=("1.0.0", "2.0.0", "3.0.0"), help="hpc ruleset (default 3.0.0)")
+    ck.add_argument("--ruleset", default=HPC_RULESET, choices=HPC_RULESETS, help=f"hpc ruleset (default {HPC_RULESET})")
     ck.add_argument("--json", action="store_true", help="print the results as JSON")
     ck.add_argument("--rcp-bypass", action="store_true",
                     help="let the official RCP and package checkers pass a set whose convergence the RCPs do not "
@@ -349,7 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "mean it accepts, and when a bypass would be needed.")
     rc.add_argument("--benchmark", required=True, choices=names)
     rc.add_argument("--batch", required=True, type=int_in(Valid(minimum=1)), help="global batch size")
-    rc.add_argument("--ruleset", default="3.0.0", choices=("1.0.0", "2.0.0", "3.0.0"), help="hpc ruleset")
+    rc.add_argument("--ruleset", default=HPC_RULESET, choices=HPC_RULESETS, help="hpc ruleset")
     rc.set_defaults(func=_cmd_rcp)
 
     rp = sub.add_parser(

@@ -39,10 +39,10 @@ from mlperf_logging.rcp_checker import rcp_checker
 from mlperf_logging.result_summarizer import result_summarizer
 
 from core.benchmark import facts_for_log
+from core.config import HPC_RULESET
 from core.runlog import RunLog, read_run_log
 from mlperf_hpc.rules_files import ruleset_folder, unsafe_values
 
-DEFAULT_RULESET = "3.0.0"
 EARLIEST_PLAUSIBLE_MS = 1_546_300_800_000  # 2019-01-01, before any MLPerf HPC log
 # Value types (and least values) of the keys HPC logs carry. The official
 # checker evaluates its rules on whatever a value is: a string where a number
@@ -144,7 +144,7 @@ class LogVerdict:
                 f"time to train {minutes}  {self.path}{tail}")
 
 
-def check_log(path: str | Path, ruleset: str = DEFAULT_RULESET) -> LogVerdict:
+def check_log(path: str | Path, ruleset: str = HPC_RULESET) -> LogVerdict:
     """The official checker's verdict on one log, plus the per-log checks it
     does not make (status success, value types, plausible timestamps)."""
     return _check_log(Path(path), ruleset)[0]
@@ -462,7 +462,7 @@ def _score(runs: list[RunLog], benchmark: str, scaling: str, division: str, rule
                           f"{str(err)[:100]})")
 
 
-def check_path(path: str | Path, ruleset: str = DEFAULT_RULESET, rcp_bypass: bool = False) -> CheckReport:
+def check_path(path: str | Path, ruleset: str = HPC_RULESET, rcp_bypass: bool = False) -> CheckReport:
     """Check a log, a directory of logs, or a submission tree."""
     logs = find_logs(Path(path))
     verdicts, groups, orgs = [], defaultdict(list), set()

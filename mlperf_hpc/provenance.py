@@ -20,6 +20,16 @@ def harness_commit() -> str:
     return done.stdout.strip() or "unknown (not a git checkout)"
 
 
+def harness_version() -> str:
+    """The version in the checkout's pyproject.toml (the one place it is written)."""
+    import tomllib
+
+    try:
+        return tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+    except (OSError, KeyError, ValueError):
+        return "unknown"
+
+
 def provenance_line() -> str:
     import horovod
     import horovod.tensorflow as hvd
@@ -30,7 +40,7 @@ def provenance_line() -> str:
     gpu_ops = "NCCL" if hvd.nccl_built() else "none"
     cuda = f"CUDA build, {len(tf.config.list_physical_devices('GPU'))} GPU(s) visible" if tf.test.is_built_with_cuda() \
         else "CPU build"
-    return (f"provenance: mlperf-hpc {harness_commit()}; Python {platform.python_version()}; TensorFlow {tf.__version__} "
+    return (f"provenance: mlperf-hpc {harness_version()} {harness_commit()}; Python {platform.python_version()}; TensorFlow {tf.__version__} "
             f"({cuda}); Horovod {horovod.__version__} (MPI {'yes' if hvd.mpi_built() else 'no'}, GPU operations "
             f"{gpu_ops}); MPI {mpi}; host {platform.node()}")
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from mlperf_logging.rcp_checker import rcp_checker
 
+from core.config import HPC_RULESET
 from core.errors import HarnessError
 
 PRUNED = "pruned_rcps"          # what the package checker and the summarizer compare against
@@ -48,7 +49,7 @@ class RcpOutlook:
         return out
 
 
-def rcp_outlook(benchmark: str, global_batch: int, ruleset: str = "3.0.0") -> RcpOutlook:
+def rcp_outlook(benchmark: str, global_batch: int, ruleset: str = HPC_RULESET) -> RcpOutlook:
     try:
         checker = rcp_checker.RCP_Checker("hpc", ruleset, benchmark, False)
     except (KeyError, FileNotFoundError):

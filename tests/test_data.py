@@ -14,6 +14,7 @@ from cosmoflow.synth import synth_volume
 from core import staging
 from core.errors import HarnessError
 from tests.conftest import cli, write_config
+from tests.helpers import resident_pages
 
 
 def _samples(n, size=32, seed=0):
@@ -247,9 +248,9 @@ def test_eviction_empties_the_page_cache_of_the_files_it_is_given(tmp_path, tiny
     for path in files:
         with open(path, "rb") as f:
             f.read()
-    assert all(staging.resident_pages(f)[0] > 0 for f in files)
+    assert all(resident_pages(f)[0] > 0 for f in files)
     fresh = tmp_path / "written.bin"                 # dirty pages too
     fresh.write_bytes(b"x" * 1_000_000)
     assert staging.evict(files + [str(fresh)]) == []
-    assert [staging.resident_pages(f)[0] for f in files + [str(fresh)]] == [0] * 9
+    assert [resident_pages(f)[0] for f in files + [str(fresh)]] == [0] * 9
     assert staging.evict([str(tmp_path / "missing")]) == [str(tmp_path / "missing")]

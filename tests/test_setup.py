@@ -160,3 +160,14 @@ def test_every_lock_pins_every_package_with_hashes():
     assert _locked(REPO / "locks" / "gpu-x86_64.txt")["nvidia-cudnn-cu12"] == "8.9.4.25"
     assert _locked(REPO / "locks" / "cpu-aarch64.txt")["tensorflow-cpu-aws"] == "2.15.1"
     assert _locked(REPO / "locks" / "horovod.txt") == {"horovod": "0.28.1"}
+
+
+def test_version_names_the_release_and_the_commit():
+    import tomllib
+
+    released = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+    commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True).stdout
+    result = subprocess.run([sys.executable, "-m", "mlperf_hpc.cli", "--version"], capture_output=True, text=True,
+                            cwd=REPO)
+    assert result.returncode == 0 and result.stdout.startswith(f"mlperf-hpc {released} (commit {commit[:12]}")
+    assert f"## {released} " in (REPO / "CHANGELOG.md").read_text()
