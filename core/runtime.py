@@ -1,7 +1,7 @@
 """Process-level settings that must be made before TensorFlow or MPI start.
 
-TensorFlow leaves its oneDNN kernels off on AMD CPUs; they make 3D
-convolutions about 3.6x faster on this class of machine, so the harness turns
+TensorFlow leaves its oneDNN kernels off on AMD CPUs, where they make 3D
+convolutions several times faster (docs/performance.md), so the harness turns
 them on unless the user already chose. Thread pools are sized from the cores
 this process is actually given (its affinity mask, shared among the ranks MPI
 placed on the node when they are not bound), not from the whole machine.
@@ -40,9 +40,8 @@ def configure_environment() -> int:
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
     # Horovod's background thread negotiates with the other ranks every few
     # milliseconds; Open MPI's default busy-wait then spins on a core the
-    # TensorFlow threads need (mini CosmoFlow, 2 ranks x 1 core: about 100
-    # -> 164 samples/s when waits yield instead). Read by MPI_Init, so it
-    # works from here too.
+    # TensorFlow threads need (docs/performance.md has what yielding saves).
+    # Read by MPI_Init, so it works from here too.
     os.environ.setdefault("OMPI_MCA_mpi_yield_when_idle", "1")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     # MLPERF_HPC_THREADS is the one knob; the derived variables are always

@@ -100,7 +100,7 @@ def synthesise(out: str | Path, n_train: int, n_valid: int, seed: int, options: 
     size = options["size"]
     if size % 32:
         raise HarnessError(f"--size {size} must be a multiple of 32: the model pools the volume five times")
-    # int16 counts, which GZIP halves (measured at 64^3: 42%)
+    # int16 counts, which GZIP about halves
     room_for(out, (n_train + n_valid) * size ** 3 * N_CHANNELS, "--n-train/--n-valid/--size")
     path = generate(out, size, n_train, n_valid, options["format"], options["samples_per_file"], seed,
                     progress=progress)

@@ -20,8 +20,7 @@ gradient reads, but it copies tensors the step keeps anyway: the block
 (its producer's gradient keeps it: a ReLU's or a pooling's output) and the
 received planes (small). So the backward pass rebuilds it
 (``REBUILT_IN_BACKWARD``) instead of keeping a second copy of every
-activation from the forward pass: at 4x1 that took CosmoFlow 128^3's peak
-per process from 0.47-0.53x to 0.39-0.41x of the unsplit model's.
+activation from the forward pass (what that saves: docs/performance.md).
 """
 from __future__ import annotations
 
@@ -186,10 +185,9 @@ def convolve_with_halos(context: BlockContext, block: tf.Tensor, kernel: tf.Tens
     planes received beyond each side of each split axis, convolved (VALID)
     with the kernel's planes that reach across, are added in place to the
     output's first or last planes along that axis. A VALID convolution of
-    the halo-extended block runs oneDNN's kernels for explicitly padded
-    inputs: CosmoFlow 128^3's five layers on half a sample took 1.32x the
-    SAME time forward and backward (1 thread, AMD EPYC Zen 2), and the
-    extended block was a second copy of every activation."""
+    the halo-extended block runs oneDNN's slower kernels for explicitly
+    padded inputs (docs/performance.md), and the extended block was a second
+    copy of every activation."""
     planes = kernel.shape.ndims - 2
     first = block.shape.ndims - 1 - planes                 # the block's first planes axis
     lead = block.shape.as_list()[:first]

@@ -90,12 +90,11 @@ class MeshParallel(DataParallel):
         # (thousands for DeepCAM); Horovod's response cache holds 1,024 by default.
         os.environ.setdefault("HOROVOD_CACHE_CAPACITY", "16384")
         # They come one after another along the forward and backward pass,
-        # each waiting for Horovod's next negotiation cycle: at the default
-        # 1 ms (5 ms in some builds) DeepCAM mini 2x1 ran 8.9 samples/s, at
-        # 0.1 ms 25 (Keras on the same 2 cores: 35-43). An unsplit sample
-        # has no such collectives, and the short cycle costs compute: the
-        # background thread's 10,000 cycles a second took 14% of a core on
-        # an idle rank and made CosmoFlow 128^3 1x1 11% slower.
+        # each waiting for Horovod's next negotiation cycle (1 ms by default,
+        # 5 ms in some builds): a split runs several times faster at 0.1 ms
+        # (docs/performance.md). An unsplit sample has no such collectives,
+        # and the short cycle costs compute (the background thread's cycles
+        # take part of a core), so it is set only where a sample is split.
         if self.ranks_per_sample > 1:
             os.environ.setdefault("HOROVOD_CYCLE_TIME", "0.1")
         super().__init__(process_sets=required_process_sets(self.mesh_shape))
@@ -144,7 +143,7 @@ def initial_weights(benchmark: Benchmark, config: Any) -> list[tuple[str, np.nda
     by the Keras initialisers one weight at a time, and rank 0's on every
     rank. The model is built in a scratch graph, where its variables take no
     memory; built eagerly, its variables stayed in TensorFlow's allocator
-    pool for the whole run (DeepCAM full size 2x1: 218 MiB more peak per process)."""
+    pool for the whole run (measured in docs/performance.md)."""
     from mpi4py import MPI
 
     initializers = {}
