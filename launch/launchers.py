@@ -9,6 +9,7 @@ or a contiguous slice of the host list elsewhere).
 from __future__ import annotations
 
 import shlex
+from abc import ABC, abstractmethod
 
 from launch.job import JobSpec
 from core.errors import HarnessError
@@ -48,7 +49,18 @@ def _coords_text(coords: list[tuple[int, ...]], ppn: int) -> str:
     return "".join(f"({','.join(map(str, c))})\n" for c in coords for _ in range(ppn))
 
 
-class Launcher:
+LAUNCHERS: dict[str, type["Launcher"]] = {}
+
+
+def register(cls: type["Launcher"]) -> type["Launcher"]:
+    """Class decorator: the launcher a system YAML names by ``cls.name``."""
+    if cls.name in LAUNCHERS:
+        raise ValueError(f"two launchers are called {cls.name!r}: {LAUNCHERS[cls.name].__name__} and {cls.__name__}")
+    LAUNCHERS[cls.name] = cls
+    return cls
+
+
+class Launcher(ABC):
     name = ""
     binds_ranks = False    # places ranks itself: no per-rank wrapper (bind.sh)
 
@@ -60,10 +72,12 @@ class Launcher:
         """Shell lines run once before any instance starts."""
         return []
 
+    @abstractmethod
     def command(self, job: JobSpec, instance: int, program: list[str]) -> list[str]:
-        raise NotImplementedError
+        """The command line that starts one instance's ranks running ``program``."""
 
 
+@register
 class FujitsuMpiexec(Launcher):
     """Fujitsu MPI's mpiexec (Fugaku)."""
 
@@ -89,6 +103,7 @@ class FujitsuMpiexec(Launcher):
         return words + program
 
 
+@register
 class OpenMPIMpirun(Launcher):
     """Open MPI / HPC-X mpirun on the scheduler's host list (ABCI)."""
 
@@ -112,6 +127,7 @@ class OpenMPIMpirun(Launcher):
         return words + program
 
 
+@register
 class Srun(Launcher):
     """Slurm's srun: it binds each task to its cores and, on GPU nodes, gives
     it one GPU of its own (the task sees it as GPU 0). Weak-scaling instances
@@ -131,6 +147,7 @@ class Srun(Launcher):
         return words + [*s.mpi_args, *program]
 
 
+@register
 class LocalMpirun(Launcher):
     """Plain mpirun on this machine."""
 
@@ -143,12 +160,11 @@ class LocalMpirun(Launcher):
         return words + program
 
 
-LAUNCHERS = {cls.name: cls for cls in (FujitsuMpiexec, OpenMPIMpirun, Srun, LocalMpirun)}
 
 
 def get_launcher(name: str) -> Launcher:
     if name not in LAUNCHERS:
-        raise HarnessError(f"unknown launcher '{name}': use one of {', '.join(LAUNCHERS)}")
+        raise HarnessError(f"unknown launcher '{name}': use one of {', '.join(sorted(LAUNCHERS))}")
     return LAUNCHERS[name]()
 
 

@@ -127,15 +127,7 @@ def render(job: JobSpec) -> RenderedJob:
             lines.append("trap 'rm -rf -- \"$STAGE_DIR\"' EXIT")
     else:
         lines.append(f'STAGE_DIR="{system.staging.local_dir}"')
-    if system.distribute_environment:
-        # Thousands of Python files imported by every rank: one copy in the
-        # nodes' second-layer cache instead of every node reading the shared FS.
-        lines.append(f'{system.distribute_environment} "$MLPERF_HPC_HOME/.venv" '
-                     + " ".join(f'"$MLPERF_HPC_HOME/{package}"' for package in PACKAGES))
-    if system.staging.method == "llio" and job.config:
-        # Common files are read by every rank: LLIO's transfer puts one copy
-        # in the second-layer cache instead of every rank hitting the FS.
-        lines.append(f"llio_transfer {q(job.config)}")
+    lines += scheduler.job_setup(job, PACKAGES)
     lines += launcher.prepare(job, scheduler.hostfile_var)
     # Provenance: what ran, in the job's own output.
     lines.append("python -m mlperf_hpc.cli version")

@@ -4,6 +4,8 @@ scheduler prints back. ``local`` has no queue and runs the script directly."""
 from __future__ import annotations
 
 import re
+import shlex
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 from launch.job import JobSpec
@@ -18,7 +20,18 @@ class JobState:
     raw: str          # the scheduler's own code
 
 
-class Scheduler:
+SCHEDULERS: dict[str, type["Scheduler"]] = {}
+
+
+def register(cls: type["Scheduler"]) -> type["Scheduler"]:
+    """Class decorator: the scheduler a system YAML names by ``cls.name``."""
+    if cls.name in SCHEDULERS:
+        raise ValueError(f"two schedulers are called {cls.name!r}: {SCHEDULERS[cls.name].__name__} and {cls.__name__}")
+    SCHEDULERS[cls.name] = cls
+    return cls
+
+
+class Scheduler(ABC):
     name = ""
     hostfile_var = ""          # the variable naming the job's hosts
     states: dict[str, str] = {}
@@ -36,14 +49,22 @@ class Scheduler:
     def directives(self, job: JobSpec) -> list[str]:
         return []
 
+    def job_setup(self, job: JobSpec, packages: tuple[str, ...]) -> list[str]:
+        """Shell lines a job runs before its ranks start (the site's file
+        distribution); ``packages`` are the harness's top-level folders."""
+        return []
+
+    @abstractmethod
     def submit_command(self, job: JobSpec, script: str) -> list[str]:
-        raise NotImplementedError
+        """The exact command line that queues ``script``."""
 
+    @abstractmethod
     def status_command(self, job_id: str | None) -> list[str]:
-        raise NotImplementedError
+        """The command line that lists the user's jobs (or one job)."""
 
+    @abstractmethod
     def cancel_command(self, job_id: str) -> list[str]:
-        raise NotImplementedError
+        """The command line that cancels a job."""
 
     def parse_submit(self, output: str) -> str:
         match = re.search(self.submit_pattern, output, re.MULTILINE)
@@ -51,13 +72,15 @@ class Scheduler:
             raise HarnessError(f"could not read a job id from {self.submit_tool}'s output: {output.strip()[:200]!r}")
         return match.group(1)
 
+    @abstractmethod
     def parse_status(self, output: str) -> list[JobState]:
-        raise NotImplementedError
+        """The jobs in the status command's output."""
 
     def _state(self, code: str) -> str:
         return self.states.get(code, "unknown")
 
 
+@register
 class PJM(Scheduler):
     """Fujitsu Technical Computing Suite job manager (Fugaku)."""
 
@@ -95,6 +118,19 @@ class PJM(Scheduler):
                   f'#PJM -o "{job.job_dir}/%n.%j.out"', f'#PJM -e "{job.job_dir}/%n.%j.err"']
         return lines
 
+    def job_setup(self, job: JobSpec, packages: tuple[str, ...]) -> list[str]:
+        s, lines = job.system, []
+        if s.distribute_environment:
+            # Thousands of Python files imported by every rank: one copy in the
+            # nodes' second-layer cache instead of every node reading the shared FS.
+            lines.append(f'{s.distribute_environment} "$MLPERF_HPC_HOME/.venv" '
+                         + " ".join(f'"$MLPERF_HPC_HOME/{package}"' for package in packages))
+        if s.staging.method == "llio" and job.config:
+            # Common files are read by every rank: LLIO's transfer puts one copy
+            # in the second-layer cache instead of every rank hitting the FS.
+            lines.append(f"llio_transfer {shlex.quote(job.config)}")
+        return lines
+
     def submit_command(self, job: JobSpec, script: str) -> list[str]:
         return ["pjsub", script]
 
@@ -121,6 +157,7 @@ class PJM(Scheduler):
         return jobs
 
 
+@register
 class UGE(Scheduler):
     """Univa Grid Engine (ABCI 2.0)."""
 
@@ -178,6 +215,7 @@ class UGE(Scheduler):
         return jobs
 
 
+@register
 class PBS(Scheduler):
     """PBS Professional (ABCI 3.0)."""
 
@@ -231,6 +269,7 @@ class PBS(Scheduler):
         return jobs
 
 
+@register
 class Slurm(Scheduler):
     """Slurm (most MLPerf HPC submitters' clusters: Eos, Perlmutter, JUWELS)."""
 
@@ -275,6 +314,7 @@ class Slurm(Scheduler):
         return jobs
 
 
+@register
 class Local(Scheduler):
     """No queue: the script runs at once, in the foreground."""
 
@@ -290,11 +330,11 @@ class Local(Scheduler):
     def cancel_command(self, job_id: str) -> list[str]:
         raise HarnessError("local jobs run in the foreground; stop one with Ctrl-C")
 
-
-SCHEDULERS = {cls.name: cls for cls in (PJM, UGE, PBS, Slurm, Local)}
+    def parse_status(self, output: str) -> list[JobState]:
+        return []
 
 
 def get_scheduler(name: str) -> Scheduler:
     if name not in SCHEDULERS:
-        raise HarnessError(f"unknown scheduler '{name}': use one of {', '.join(SCHEDULERS)}")
+        raise HarnessError(f"unknown scheduler '{name}': use one of {', '.join(sorted(SCHEDULERS))}")
     return SCHEDULERS[name]()

@@ -54,8 +54,10 @@ class Reference:
 class System:
     name: str = ""
     description: str = ""
-    scheduler: str = ranged("local", one_of=("pjm", "uge", "pbs", "slurm", "local"))
-    launcher: str = ranged("local-mpirun", one_of=("fujitsu-mpiexec", "openmpi-mpirun", "srun", "local-mpirun"))
+    # Names in the registries (launch/schedulers.py, launch/launchers.py),
+    # which get_scheduler / get_launcher check: a new backend is one class.
+    scheduler: str = "local"
+    launcher: str = "local-mpirun"
     cores_per_node: int = ranged(1, minimum=1)
     accelerators_per_node: int = ranged(0, minimum=0)
     processor: str = ""

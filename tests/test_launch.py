@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from launch.launchers import instance_blocks, snake_order
 from launch.render import render
@@ -405,3 +406,20 @@ def test_status_parses_qstat_dash_f_of_pbs():
     jobs = status(load_system("abci3"), output=PBS_QSTAT_F)
     assert [(j.job_id, j.name, j.state) for j in jobs] == [("1234.pbs1", "cosmo", "running"),
                                                           ("1236.pbs1", "cosmo3", "done")]
+
+
+def test_schedulers_and_launchers_come_from_their_registries(tmp_path):
+    from launch import launchers, schedulers
+
+    with pytest.raises(ValueError, match="two schedulers are called 'pjm'"):
+        schedulers.register(type("AnotherPJM", (schedulers.PJM,), {}))
+    with pytest.raises(ValueError, match="two launchers are called 'srun'"):
+        launchers.register(type("AnotherSrun", (launchers.Srun,), {}))
+    assert set(schedulers.SCHEDULERS) == {"pjm", "uge", "pbs", "slurm", "local"}
+    systems = tmp_path / "systems"
+    systems.mkdir()
+    site = yaml.safe_load((REPO / "launch" / "systems" / "local.yaml").read_text())
+    (systems / "lsf-site.yaml").write_text(yaml.safe_dump({**site, "name": "lsf-site", "scheduler": "lsf"}))
+    result = cli("launch", "render", "--system", "lsf-site", "--nodes", "1", env={"MLPERF_HPC_SYSTEMS": str(systems)})
+    assert result.returncode == 2 and result.stderr.strip() == (
+        "mlperf-hpc: error: unknown scheduler 'lsf': use one of local, pbs, pjm, slurm, uge")
