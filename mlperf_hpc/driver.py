@@ -198,45 +198,109 @@ def _stage(benchmark: Benchmark, config: Any, layout: SingleProcess, log: MLPerf
     return time.monotonic() - start
 
 
+@dataclass
+class _Run:
+    """One training run's context, stepped by ``_train``: init, then epochs
+    of training and evaluation."""
+    benchmark: Benchmark
+    config: Any
+    layout: SingleProcess
+    log: MLPerfLog
+    progress: Progress
+    state: _RunState
+    learning_rate: float | None = None      # the trainer's current rate, set only when it changes
+
+    def init(self) -> tuple[Trainer, int, int, float]:
+        """cache_clear, then init_start to init_stop: the run's keys, the model
+        and (untimed, by default) staging. Returns (trainer, seed, global
+        batch, staging seconds)."""
+        benchmark, config, layout, log = self.benchmark, self.config, self.layout, self.log
+        topology = layout.topology
+        sources, staged = _data_files(benchmark, config, layout)
+        cache_cleared = _evict_everywhere(sources + staged, layout)
+        if not cache_cleared:
+            self.progress.say("warning: some data files could not be evicted from the page cache; logging "
+                              "cache_clear false")
+        log.event(keys.CACHE_CLEAR, cache_cleared)
+        log.start(keys.INIT_START)
+
+        global_batch = config.data.batch_size * layout.data_shards
+        seed = seed_for_run(config.train.seed)
+        log.submission(config.mlperf, benchmark.facts.name)
+        log.event(mllogging.NUMBER_OF_NODES, topology.nodes)
+        log.event(mllogging.NUMBER_OF_RANKS, topology.size)
+        log.event(mllogging.ACCELERATORS_PER_NODE, layout.accelerators)
+        log.event(mllogging.PARALLEL_LAYOUT, layout.label)
+        log.event(mllogging.THREADS_PER_PROCESS, threads_per_process())
+        if log.enabled:
+            log.event(mllogging.HARNESS_COMMIT, harness_commit())
+        log.event(keys.SEED, seed)
+        log.event(keys.GLOBAL_BATCH_SIZE, global_batch)
+        for key, value in benchmark.hyperparameters(config, global_batch, layout.ranks_per_sample).items():
+            log.event(key, value)
+
+        # Replicas draw differently; the processes of one replica (a spatial
+        # group) must agree, or their shuffles would feed them different samples.
+        tf.keras.utils.set_random_seed(seed + layout.data_shard_index)
+        trainer = layout.make_trainer(benchmark, config, seed)
+
+        staging_seconds = 0.0
+        if config.data.staging == "init":
+            staging_seconds = _stage(benchmark, config, layout, log)
+            # The copies were just written, so they sit in memory: data must start on disk.
+            if not _evict_everywhere(staged, layout):
+                self.progress.say("warning: staged copies could not be evicted from the page cache")
+        log.end(keys.INIT_STOP)
+        return trainer, seed, global_batch, staging_seconds
+
+    def next_batch(self, iterator: Any) -> Any:
+        try:
+            return next(iterator)
+        except tf.errors.OpError as err:
+            raise self.benchmark.explain_data_error(self.config, self.layout.data_shard_index,
+                                                    self.layout.data_shards, err) from None
+
+    def train_epoch(self, epoch: int, trainer: Trainer, split: Any, batches: Any, global_batch: int) -> list:
+        """One epoch's optimizer steps, between epoch_start and epoch_stop;
+        returns each step's training loss."""
+        self.log.start(keys.EPOCH_START, metadata={"epoch_num": epoch})
+        start = time.monotonic()
+        losses = []
+        for step in range(1, split.steps + 1):
+            global_step = (epoch - 1) * split.steps + step - 1
+            value = self.benchmark.learning_rate(self.config, epoch - 1, global_step, global_batch)
+            if value != self.learning_rate:
+                trainer.set_learning_rate(value)
+                self.learning_rate = value
+            x, y = self.next_batch(batches)
+            losses.append(trainer.train_step(x, y))
+            self.progress.step(epoch, self.config.data.n_epochs, step, split.steps, step * global_batch,
+                               time.monotonic() - start)
+        self.log.end(keys.EPOCH_STOP, metadata={"epoch_num": epoch})
+        return losses
+
+    def evaluate(self, epoch: int, trainer: Trainer, split: Any, batches: Any, losses: list) -> tuple[float, float]:
+        """A full evaluation between eval_start and eval_stop; returns the
+        metric and the epoch's training loss, both reduced over the replicas
+        in one allreduce, so every rank holds the same values."""
+        self.log.start(keys.EVAL_START, metadata={"epoch_num": epoch})
+        sums = tf.zeros([2])
+        for _ in range(split.steps):
+            x, y = self.next_batch(batches)
+            sums += trainer.eval_sums(x, y)
+        epoch_loss = tf.reduce_mean(tf.cast(tf.stack(losses), tf.float32))
+        total, count, loss_sum = self.layout.allreduce_sum(tf.concat([sums, [epoch_loss]], 0)).numpy()
+        metric, train_loss = float(total / count), float(loss_sum / self.layout.data_shards)
+        self.log.end(keys.EVAL_STOP, metadata={"epoch_num": epoch})
+        self.log.event(self.benchmark.facts.metric_key, metric, metadata={"epoch_num": epoch})
+        return metric, train_loss
+
+
 def _train(benchmark: Benchmark, config: Any, layout: SingleProcess, log: MLPerfLog,
            progress: Progress, state: _RunState) -> tuple[RunResult, Trainer]:
-    topology = layout.topology
-    sources, staged = _data_files(benchmark, config, layout)
-    cache_cleared = _evict_everywhere(sources + staged, layout)
-    if not cache_cleared:
-        progress.say("warning: some data files could not be evicted from the page cache; logging cache_clear false")
-    log.event(keys.CACHE_CLEAR, cache_cleared)
-    log.start(keys.INIT_START)
-
-    local_batch = config.data.batch_size
-    global_batch = local_batch * layout.data_shards
-    seed = seed_for_run(config.train.seed)
-    log.submission(config.mlperf, benchmark.facts.name)
-    log.event(mllogging.NUMBER_OF_NODES, topology.nodes)
-    log.event(mllogging.NUMBER_OF_RANKS, topology.size)
-    log.event(mllogging.ACCELERATORS_PER_NODE, layout.accelerators)
-    log.event(mllogging.PARALLEL_LAYOUT, layout.label)
-    log.event(mllogging.THREADS_PER_PROCESS, threads_per_process())
-    if log.enabled:
-        log.event(mllogging.HARNESS_COMMIT, harness_commit())
-    log.event(keys.SEED, seed)
-    log.event(keys.GLOBAL_BATCH_SIZE, global_batch)
-    for key, value in benchmark.hyperparameters(config, global_batch, layout.ranks_per_sample).items():
-        log.event(key, value)
-
-    # Replicas draw differently; the processes of one replica (a spatial
-    # group) must agree, or their shuffles would feed them different samples.
-    tf.keras.utils.set_random_seed(seed + layout.data_shard_index)
-    trainer = layout.make_trainer(benchmark, config, seed)
-
-    staging_seconds = 0.0
-    if config.data.staging == "init":
-        staging_seconds = _stage(benchmark, config, layout, log)
-        # The copies were just written, so they sit in memory: data must start on disk.
-        if not _evict_everywhere(staged, layout):
-            progress.say("warning: staged copies could not be evicted from the page cache")
-    log.end(keys.INIT_STOP)
-    if state.gate and topology.is_root:
+    run = _Run(benchmark, config, layout, log, progress, state)
+    trainer, seed, global_batch, staging_seconds = run.init()
+    if state.gate and layout.topology.is_root:
         state.gate.wait()
     layout.barrier()
     log.start(keys.RUN_START, metadata=state.run_metadata or None)
@@ -248,56 +312,24 @@ def _train(benchmark: Benchmark, config: Any, layout: SingleProcess, log: MLPerf
     pipelines = benchmark.pipelines(config, layout.data_shard_index, layout.data_shards, seed)
     log.event(keys.TRAIN_SAMPLES, pipelines.n_train)
     log.event(keys.EVAL_SAMPLES, pipelines.n_valid)
-
-    def next_batch(iterator):
-        try:
-            return next(iterator)
-        except tf.errors.OpError as err:
-            raise benchmark.explain_data_error(config, layout.data_shard_index, layout.data_shards, err) from None
-
-    result = RunResult(log.path, False, 0.0, staging_seconds, global_batch)
-    max_epochs = config.data.n_epochs
     train_batches = iter(pipelines.train.dataset)
     valid_batches = iter(pipelines.valid.dataset)       # one iterator for every evaluation
-    learning_rate = None
     guard = DivergenceGuard(config.train.divergence, benchmark.facts.lower_is_better, benchmark.facts.perfect_metric)
-    for epoch in range(1, max_epochs + 1):
-        log.start(keys.EPOCH_START, metadata={"epoch_num": epoch})
+    result = RunResult(log.path, False, 0.0, staging_seconds, global_batch)
+    facts = benchmark.facts
+    for epoch in range(1, config.data.n_epochs + 1):
         start = time.monotonic()
-        losses = []
-        for step in range(1, pipelines.train.steps + 1):
-            global_step = (epoch - 1) * pipelines.train.steps + step - 1
-            value = benchmark.learning_rate(config, epoch - 1, global_step, global_batch)
-            if value != learning_rate:
-                trainer.set_learning_rate(value)
-                learning_rate = value
-            x, y = next_batch(train_batches)
-            losses.append(trainer.train_step(x, y))
-            progress.step(epoch, max_epochs, step, pipelines.train.steps, step * global_batch,
-                          time.monotonic() - start)
-        log.end(keys.EPOCH_STOP, metadata={"epoch_num": epoch})
+        losses = run.train_epoch(epoch, trainer, pipelines.train, train_batches, global_batch)
         train_seconds = time.monotonic() - start
-
-        log.start(keys.EVAL_START, metadata={"epoch_num": epoch})
         start = time.monotonic()
-        sums = tf.zeros([2])
-        for _ in range(pipelines.valid.steps):
-            x, y = next_batch(valid_batches)
-            sums += trainer.eval_sums(x, y)
-        # The metric and the replicas' mean training loss in one reduction.
-        epoch_loss = tf.reduce_mean(tf.cast(tf.stack(losses), tf.float32))
-        total, count, loss_sum = layout.allreduce_sum(tf.concat([sums, [epoch_loss]], 0)).numpy()
-        metric, train_loss = float(total / count), float(loss_sum / layout.data_shards)
-        log.end(keys.EVAL_STOP, metadata={"epoch_num": epoch})
-        log.event(benchmark.facts.metric_key, metric, metadata={"epoch_num": epoch})
+        metric, train_loss = run.evaluate(epoch, trainer, pipelines.valid, valid_batches, losses)
         eval_seconds = time.monotonic() - start
 
         samples = pipelines.train.steps * global_batch
         result.epochs.append(EpochRecord(epoch, train_seconds, eval_seconds, samples, metric, train_loss))
-        progress.say(f"epoch {epoch}: {benchmark.facts.metric_name} {metric:.4f} (target "
-                     f"{'<=' if benchmark.facts.lower_is_better else '>='} {config.train.target})  "
-                     f"loss {train_loss:.4g}  train {samples / train_seconds:.1f} samples/s  {train_seconds:.1f}s + "
-                     f"eval {eval_seconds:.1f}s")
+        progress.say(f"epoch {epoch}: {facts.metric_name} {metric:.4f} (target "
+                     f"{'<=' if facts.lower_is_better else '>='} {config.train.target})  loss {train_loss:.4g}  "
+                     f"train {samples / train_seconds:.1f} samples/s  {train_seconds:.1f}s + eval {eval_seconds:.1f}s")
         if benchmark.reached(config, metric):
             result.reached_target = True
             break
