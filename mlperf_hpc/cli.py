@@ -253,15 +253,8 @@ class _Version(argparse.Action):
         parser.exit()
 
 
-def build_parser() -> argparse.ArgumentParser:
-    names = benchmark_names()
-    parser = Parser(
-        prog="mlperf-hpc",
-        description="MLPerf HPC benchmark harness: synthesise data, train CosmoFlow and DeepCAM under data-parallel, "
-                    "spatial and hybrid layouts, write MLPerf logs and check them with the official checker.")
-    parser.add_argument("--version", action=_Version, nargs=0, help="the harness's version and git commit")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
+def _add_data(sub: Any, names: list[str]) -> None:
+    """mlperf-hpc data synth BENCHMARK"""
     data = sub.add_parser("data", help="dataset tools", description="Dataset tools.")
     data_sub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
     synth = data_sub.add_parser(
@@ -286,13 +279,16 @@ def build_parser() -> argparse.ArgumentParser:
                              help=option.help)
         one.set_defaults(func=_cmd_synth)
 
+
+def _add_train(sub: Any, names: list[str]) -> None:
+    """mlperf-hpc train BENCHMARK"""
     targets = "; ".join(f"{n}: {get_facts(n).target_text}" for n in names)
     tr = sub.add_parser(
         "train", help="train a benchmark to its target and write an MLPerf log",
         description=f"Train a benchmark until its quality target ({targets}) or its epoch limit, writing an "
                     f"MLPerf log. Run under 'mpirun -np N' with --layout data for Horovod data parallelism, "
                     f"or spatial/hybrid to split each sample. Exit status: 0 target reached, 3 epochs exhausted "
-                    f"without reaching it, 2 bad input.")
+                    f"without reaching it, 4 stopped by the divergence guard (train.divergence), 2 bad input.")
     tr.add_argument("benchmark", choices=names, metavar="BENCHMARK", help=", ".join(names))
     tr.add_argument("--config", help="YAML config (default: the benchmark's configs/mini.yaml)")
     tr.add_argument("--data", help="dataset directory (overrides data.data_dir)")
@@ -316,6 +312,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--save-weights", help="rank 0 saves the final model weights to this HDF5 file")
     tr.set_defaults(func=_cmd_train)
 
+
+def _add_check(sub: Any, names: list[str]) -> None:
+    """mlperf-hpc check PATH..."""
     ck = sub.add_parser(
         "check", help="check logs, directories or submission trees for compliance",
         description="Run the official mlperf-logging compliance checker (--usage hpc) on every log under "
@@ -334,6 +333,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_store_option(ck)
     ck.set_defaults(func=_cmd_check)
 
+
+def _add_model_version_preflight(sub: Any, names: list[str]) -> None:
+    """mlperf-hpc model, version and preflight"""
     md = sub.add_parser(
         "model", help="a benchmark's model: parameters and forward FLOPs, per layer",
         description="Build the benchmark's Keras model from a config and print its trainable parameter count, its "
@@ -353,6 +355,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="size of the reduced tensor in MiB (default 64)")
     pre.set_defaults(func=_cmd_preflight)
 
+
+def _add_rcp(sub: Any, names: list[str]) -> None:
+    """mlperf-hpc rcp"""
     rc = sub.add_parser(
         "rcp", help="what the official RCP checker expects at a global batch size",
         description="Before a run: whether the official RCP checker has a reference convergence point for this "
@@ -363,6 +368,9 @@ def build_parser() -> argparse.ArgumentParser:
     rc.add_argument("--ruleset", default=HPC_RULESET, choices=HPC_RULESETS, help="hpc ruleset")
     rc.set_defaults(func=_cmd_rcp)
 
+
+def _add_report(sub: Any, names: list[str]) -> None:
+    """mlperf-hpc report"""
     rp = sub.add_parser(
         "report", help="throughput scaling report from the logs of a sweep",
         description="Per run: layout, nodes, processes, global batch, training samples/s (from epoch timings), "
@@ -376,9 +384,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_store_option(rp)
     rp.set_defaults(func=_cmd_report)
 
-    add_launch_commands(sub)
-    add_results_commands(sub)
 
+def _add_run(sub: Any, names: list[str]) -> None:
+    """mlperf-hpc run: the main job"""
     run = sub.add_parser(
         "run", help="the main job: mini CosmoFlow end to end",
         description="Generate the mini synthetic CosmoFlow dataset if missing, train to the closed target "
@@ -388,6 +396,22 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int_in(Valid(minimum=0, below=2 ** 31)),
                      help="random seed (default: a fresh one per run)")
     run.set_defaults(func=_cmd_run)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Every command, each from its own builder."""
+    names = benchmark_names()
+    parser = Parser(
+        prog="mlperf-hpc",
+        description="MLPerf HPC benchmark harness: synthesise data, train CosmoFlow and DeepCAM under data-parallel, "
+                    "spatial and hybrid layouts, write MLPerf logs and check them with the official checker.")
+    parser.add_argument("--version", action=_Version, nargs=0, help="the harness's version and git commit")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (_add_data, _add_train, _add_check, _add_model_version_preflight, _add_rcp, _add_report):
+        add(sub, names)
+    add_launch_commands(sub)
+    add_results_commands(sub)
+    _add_run(sub, names)
     return parser
 
 
