@@ -154,7 +154,7 @@ class CosmoFlowMesh:
     def optimizer(self, learning_rate: tf.Tensor) -> "MomentumSGD":
         return MomentumSGD(learning_rate, self.momentum)
 
-    def sample_errors(self, targets: Any, predictions: Any) -> tuple[Any, int]:
+    def sample_metric_sums(self, targets: Any, predictions: Any) -> tuple[Any, int]:
         """Per-sample sum of absolute errors [batch], and how many values each sums."""
         return mtf.reduce_sum(mtf.abs(predictions - targets), reduced_dim=targets.shape.dims[-1]), self.target_size
 

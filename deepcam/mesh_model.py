@@ -223,7 +223,7 @@ class DeepCAMMesh:
                               output_shape=labels.shape, splittable_dims=logits.shape.dims, name="loss")
         return mtf.reduce_mean(pixel)
 
-    def sample_errors(self, labels: Any, logits: Any) -> tuple[Any, int]:
+    def sample_metric_sums(self, labels: Any, logits: Any) -> tuple[Any, int]:
         """Per-sample IoU [groups, batch] (summed by the driver), 1 value each."""
         dims = labels.shape.dims
         counts_dim = mtf.Dimension("iou_counts", 2 * N_CLASSES)

@@ -35,7 +35,7 @@ from core.runtime import threads_per_process
 from mlperf_hpc.divergence import DivergenceGuard
 from mlperf_hpc.provenance import harness_commit
 from parallel.instances import StartGate
-from parallel.layouts import SingleProcess, Trainer
+from parallel.layouts import Layout, SingleProcess, Trainer
 
 # Open MPI sends SIGKILL this long after its SIGTERM (odls_base_sigkill_timeout).
 SIGKILL_AFTER_SECONDS = 1.0
@@ -137,7 +137,7 @@ class TerminationWatcher:
         os.close(self.read_fd)
 
 
-def train(benchmark: Benchmark, config: Any, layout: SingleProcess | None = None,
+def train(benchmark: Benchmark, config: Any, layout: Layout | None = None,
           log_path: str | Path | None = None, show_progress: bool = True,
           save_weights: str | Path | None = None, start_gate: StartGate | None = None) -> RunResult:
     """Train ``benchmark`` to its target (or its epoch limit) and log it;
@@ -172,7 +172,7 @@ def train(benchmark: Benchmark, config: Any, layout: SingleProcess | None = None
         log.close()
 
 
-def _data_files(benchmark: Benchmark, config: Any, layout: SingleProcess) -> tuple[list[str], list[str]]:
+def _data_files(benchmark: Benchmark, config: Any, layout: Layout) -> tuple[list[str], list[str]]:
     """(the files this rank reads from, the node-local copies it reads instead
     when staging): both must be out of the page cache at run_start."""
     shard = [f for split in SPLITS
@@ -182,12 +182,12 @@ def _data_files(benchmark: Benchmark, config: Any, layout: SingleProcess) -> tup
     return shard, staged
 
 
-def _evict_everywhere(files: list[str], layout: SingleProcess) -> bool:
+def _evict_everywhere(files: list[str], layout: Layout) -> bool:
     """Evict ``files`` from this node's page cache; whether every rank managed."""
     return layout.all_ranks(not staging.evict([f for f in files if Path(f).exists()]))
 
 
-def _stage(benchmark: Benchmark, config: Any, layout: SingleProcess, log: MLPerfLog) -> float:
+def _stage(benchmark: Benchmark, config: Any, layout: Layout, log: MLPerfLog) -> float:
     """Copy this replica's files to node-local storage (if configured) between
     staging_start and staging_stop; returns the seconds it took."""
     start = time.monotonic()
@@ -204,7 +204,7 @@ class _Run:
     of training and evaluation."""
     benchmark: Benchmark
     config: Any
-    layout: SingleProcess
+    layout: Layout
     log: MLPerfLog
     progress: Progress
     state: _RunState
@@ -296,7 +296,7 @@ class _Run:
         return metric, train_loss
 
 
-def _train(benchmark: Benchmark, config: Any, layout: SingleProcess, log: MLPerfLog,
+def _train(benchmark: Benchmark, config: Any, layout: Layout, log: MLPerfLog,
            progress: Progress, state: _RunState) -> tuple[RunResult, Trainer]:
     run = _Run(benchmark, config, layout, log, progress, state)
     trainer, seed, global_batch, staging_seconds = run.init()

@@ -8,10 +8,10 @@ from core.errors import HarnessError
 from parallel.topology import LAYOUTS, SPLIT_LAYOUTS
 
 if TYPE_CHECKING:
-    from parallel.layouts import SingleProcess
+    from parallel.layouts import Layout
 
 
-def make_layout(name: str, split: tuple[int, int] = (1, 1)) -> "SingleProcess":
+def make_layout(name: str, split: tuple[int, int] = (1, 1)) -> "Layout":
     """The layout called ``name``; imports Horovod (and Mesh TF) only when
     the layout needs them."""
     if name == "single":

@@ -75,6 +75,43 @@ class Trainer(Protocol):
         """Rank 0 writes the full model's weights (Keras HDF5); every rank calls it."""
 
 
+class Layout(Protocol):
+    """What every layout gives the driver: where this process sits, which
+    share of the data it reads, its trainer, and every collective."""
+
+    name: str
+    topology: ProcessTopology
+    accelerators: int             # per node, as logged
+
+    @property
+    def label(self) -> str: ...
+
+    @property
+    def data_shards(self) -> int: ...
+
+    @property
+    def data_shard_index(self) -> int: ...
+
+    @property
+    def ranks_per_sample(self) -> int: ...
+
+    def make_trainer(self, benchmark: Benchmark, config: Any, seed: int) -> Trainer: ...
+
+    def wrap_tape(self, tape: tf.GradientTape) -> tf.GradientTape: ...
+
+    def broadcast_variables(self, variables: list[tf.Variable]) -> None: ...
+
+    def allreduce_sum(self, value: tf.Tensor) -> tf.Tensor: ...
+
+    def all_ranks(self, flag: bool) -> bool: ...
+
+    def barrier(self) -> None: ...
+
+    def abort(self, failed_here: bool) -> None: ...
+
+    def is_peer_failure(self, error: BaseException) -> bool: ...
+
+
 class SingleProcess:
     """One process, no communication."""
 
@@ -185,7 +222,7 @@ class KerasTrainer:
     """The benchmark's Keras model, stepped under a Keras-replica layout
     (single process or data-parallel): the layout's tape averages gradients."""
 
-    def __init__(self, benchmark: Benchmark, config: Any, layout: SingleProcess):
+    def __init__(self, benchmark: Benchmark, config: Any, layout: Layout):
         self.layout = layout
         self.model = model = benchmark.build_model(config)
         self.optimizer = optimizer = benchmark.make_optimizer(config)

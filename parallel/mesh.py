@@ -66,7 +66,7 @@ class MeshModel(Protocol):
     def loss(self, labels: Any, outputs: Any) -> Any:
         """The scalar training loss over the global batch."""
 
-    def sample_errors(self, labels: Any, outputs: Any) -> tuple[Any, int]:
+    def sample_metric_sums(self, labels: Any, outputs: Any) -> tuple[Any, int]:
         """Per-sample metric sums and how many values each sums."""
 
     def optimizer(self, learning_rate: tf.Tensor) -> UpdateRule:
@@ -217,7 +217,7 @@ class MeshTrainer:
 
             self.outputs = self.model.forward(x, initial, training=True)
             self.loss = self.model.loss(y, self.outputs)
-            errors, values_per_sample = self.model.sample_errors(
+            errors, values_per_sample = self.model.sample_metric_sums(
                 y, self.model.forward(x, initial, training=False))
             self.variables = mesh_graph.trainable_variables
             self.gradients = mtf.gradients([self.loss], [v.outputs[0] for v in self.variables])
