@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 # Lower layers may not import higher ones; packages on one layer may not
 # import each other.

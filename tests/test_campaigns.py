@@ -18,7 +18,7 @@ import yaml
 from launch.submit import status
 from launch.system import load_system
 from mlperf_hpc.results_store import ResultsStore
-from tests.conftest import MPI_ENV, REPO, cli, write_config
+from tests.helpers import MPI_ENV, REPO, cli, write_config
 
 
 def _tool(bin_dir: Path, name: str, body: str) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from mlperf_hpc.compliance import VALUE_RULES, check_log, check_path, official_rules
-from tests.conftest import REPO, cli
+from tests.helpers import REPO, cli
 
 TREE = REPO / "tests" / "fixtures" / "hpc_results_v3.0" / "NVIDIA" / "results"
 LOGS = [TREE / "eos_n64_ngc23.09_pytorch" / "strong" / "cosmoflow" / "result_0.txt",

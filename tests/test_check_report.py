@@ -10,7 +10,7 @@ import pytest
 
 from mlperf_hpc.compliance import check_path
 from core.runlog import read_run_log
-from tests.conftest import cli, doctor
+from tests.helpers import cli, doctor
 
 TAB_COLOURS = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40))   # matplotlib's C0-C3
 

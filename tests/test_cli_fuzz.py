@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from mlperf_hpc.cli import main
-from tests.conftest import MPI_ENV, PYTHON, REPO, cli
+from tests.helpers import MPI_ENV, PYTHON, REPO, cli
 
 HUGE = "1" + "0" * 30
 NUMBER = ("0", "-1", HUGE, "", "abc")            # for counts and sizes that must be positive

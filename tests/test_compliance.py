@@ -4,7 +4,7 @@ broken copies of it."""
 import pytest
 
 from mlperf_hpc.compliance import check_log
-from tests.conftest import cli, log_records
+from tests.helpers import cli, log_records
 
 pytestmark = [pytest.mark.slow]
 

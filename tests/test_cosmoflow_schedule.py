@@ -6,7 +6,7 @@ import math
 import pytest
 
 from cosmoflow.benchmark import CosmoFlow
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 MINI = REPO / "cosmoflow" / "configs" / "mini.yaml"
 

@@ -13,7 +13,7 @@ from cosmoflow import data
 from cosmoflow.synth import synth_volume
 from core import staging
 from core.errors import HarnessError
-from tests.conftest import cli, write_config
+from tests.helpers import cli, write_config
 from tests.helpers import resident_pages
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from cosmoflow import data
 from mlperf_hpc.compliance import check_log
-from tests.conftest import MPI_ENV, PYTHON, REPO, cli, log_records, mpirun, mpirun_python, read_weights, write_config
+from tests.helpers import MPI_ENV, PYTHON, REPO, cli, log_records, mpirun, mpirun_python, read_weights, write_config
 
 pytestmark = [pytest.mark.slow, pytest.mark.mpi]
 

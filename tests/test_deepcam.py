@@ -16,7 +16,7 @@ from deepcam.objective import CLASS_WEIGHTS, iou_per_sample
 from deepcam.optimizers import AdamFamily
 from deepcam.synth import CHANNELS, generate, synth_sample
 from core.errors import HarnessError
-from tests.conftest import REPO, cli, log_records
+from tests.helpers import REPO, cli, log_records
 
 MINI = REPO / "deepcam" / "configs" / "mini.yaml"
 

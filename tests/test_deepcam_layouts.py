@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from deepcam.benchmark import DeepCAM
-from tests.conftest import REPO, cli, log_records, mpirun, mpirun_python, read_weights
+from tests.helpers import REPO, cli, log_records, mpirun, mpirun_python, read_weights
 
 pytestmark = [pytest.mark.slow, pytest.mark.mpi]
 

@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from tests.conftest import PYTHON, REPO, mpirun_python
+from tests.helpers import PYTHON, REPO, mpirun_python
 
 
 def _python(code: str, env: dict | None = None) -> subprocess.CompletedProcess:

@@ -13,7 +13,7 @@ import yaml
 from core.config import DivergenceConfig
 from mlperf_hpc.compliance import check_log
 from mlperf_hpc.divergence import DivergenceGuard
-from tests.conftest import REPO, cli, log_records, mpirun, write_config
+from tests.helpers import REPO, cli, log_records, mpirun, write_config
 
 EXIT_DIVERGED = 4
 

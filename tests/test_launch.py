@@ -14,7 +14,7 @@ from launch.render import render
 from launch.submit import status
 from launch.system import load_system
 from core.errors import HarnessError
-from tests.conftest import MPI_ENV, REPO, cli, write_config
+from tests.helpers import MPI_ENV, REPO, cli, write_config
 from tests.launch_cases import CASES, GOLDEN, job_for, rendered_text, rendered_wrapper
 
 

@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from tests.conftest import PYTHON, REPO, write_config
+from tests.helpers import PYTHON, REPO, write_config
 
 TOKEN = ":::MLLOG "
 

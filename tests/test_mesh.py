@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from mlperf_hpc.compliance import check_log
-from tests.conftest import REPO, cli, log_records, mpirun, mpirun_python, read_weights, write_config
+from tests.helpers import REPO, cli, log_records, mpirun, mpirun_python, read_weights, write_config
 
 pytestmark = [pytest.mark.slow, pytest.mark.mpi]
 

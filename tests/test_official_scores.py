@@ -14,7 +14,7 @@ import pytest
 from mlperf_logging.result_summarizer import result_summarizer
 
 from mlperf_hpc.compliance import check_path
-from tests.conftest import REPO, cli
+from tests.helpers import REPO, cli
 
 NVIDIA = REPO / "tests" / "fixtures" / "hpc_results_v3.0" / "NVIDIA"
 PUBLISHED = {("eos_n64_ngc23.09_pytorch", "cosmoflow"): 2.117764333947207,

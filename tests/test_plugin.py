@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from tests.conftest import cli, log_records
+from tests.helpers import cli, log_records
 
 TOY = {"MLPERF_HPC_BENCHMARKS": "toy=tests.toy_benchmark.facts:FACTS"}
 

@@ -11,7 +11,7 @@ import statistics
 import pytest
 import yaml
 
-from tests.conftest import REPO, cli, log_records
+from tests.helpers import REPO, cli, log_records
 
 TREE = REPO / "tests" / "fixtures" / "hpc_results_v3.0" / "NVIDIA"
 SYSTEM = "eos_n64_ngc23.09_pytorch"

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from mlperf_hpc.rules_files import file_naming_keys, ruleset_folder
-from tests.conftest import PYTHON, REPO, cli
+from tests.helpers import PYTHON, REPO, cli
 
 TREE = REPO / "tests" / "fixtures" / "hpc_results_v3.0" / "NVIDIA"
 COSMOFLOW = TREE / "results" / "eos_n64_ngc23.09_pytorch" / "strong" / "cosmoflow" / "result_0.txt"

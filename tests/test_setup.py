@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 TOOLS = ("bash", "dirname", "basename", "sed", "grep", "uname", "readlink", "awk", "tr", "xargs", "env", "ldd",
          "cat", "head")
