@@ -8,6 +8,11 @@ placed on the node when they are not bound), not from the whole machine.
 """
 import os
 
+# How long a rank that did not fail waits before exiting non-zero: once any
+# rank exits non-zero mpirun kills the rest, so the rank that failed (or
+# rank 0, which prints the job's one error line) gets to finish first.
+PEER_EXIT_GRACE_SECONDS = 2.0
+
 # What MPI launchers tell each process before MPI starts: Open MPI (and
 # Fujitsu MPI, which is built on it), PMIx, and MPICH / Intel MPI / Slurm's PMI.
 RANK_VARIABLES = ("OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK")

@@ -16,13 +16,12 @@ from typing import Any
 from core.benchmark import benchmark_names, get_facts
 from core.config import HPC_RULESET, HPC_RULESETS, Valid
 from core.errors import HarnessError, RankError
-from core.runtime import launcher_rank, launcher_size
+from core.runtime import PEER_EXIT_GRACE_SECONDS, launcher_rank, launcher_size
 from mlperf_hpc.arguments import Parser, int_in
 from mlperf_hpc.launch_cli import add_launch_commands
 from mlperf_hpc.results_cli import add_results_commands, add_store_option
 from parallel.topology import LAYOUTS
 
-SILENT_RANK_GRACE_SECONDS = 2.0
 
 EXIT_TARGET_MISSED = 3  # training finished its epochs without reaching the target
 EXIT_DIVERGED = 4       # the divergence guard stopped a run that could no longer reach it
@@ -426,7 +425,7 @@ def main(argv: list[str] | None = None) -> int:
         elif launcher_size() > 1:
             # Once any rank exits non-zero mpirun kills the rest: the silent
             # ranks wait, so that rank 0 prints its line and exits first.
-            time.sleep(SILENT_RANK_GRACE_SECONDS)
+            time.sleep(PEER_EXIT_GRACE_SECONDS)
         return 2
     except KeyboardInterrupt:
         print("mlperf-hpc: interrupted", file=sys.stderr)

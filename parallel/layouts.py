@@ -19,9 +19,9 @@ import tensorflow as tf
 
 from core.benchmark import Benchmark
 from core.errors import RankError
+from core.runtime import PEER_EXIT_GRACE_SECONDS
 from parallel.topology import GPUS_PER_NODE_ENV, ProcessTopology
 
-PEER_GRACE_SECONDS = 2.0
 _accelerators_per_node: list[int] = []            # this process's choice, made once
 
 
@@ -208,7 +208,7 @@ class DataParallel(SingleProcess):
         if not failed_here:
             # Let the rank that failed print its error and exit first: once
             # any rank exits non-zero, mpirun kills the rest of the job.
-            time.sleep(PEER_GRACE_SECONDS)
+            time.sleep(PEER_EXIT_GRACE_SECONDS)
 
     def is_peer_failure(self, error: BaseException) -> bool:
         from horovod.common.exceptions import HorovodInternalError

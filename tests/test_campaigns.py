@@ -173,6 +173,7 @@ def _campaign_flow(tmp_path: Path, system: str, env: dict, config: Path, pack: b
     check = cli("check", str(into / "acme"), env=env)
     assert check.returncode == 1
     assert check.stdout.count("cosmoflow strong needs 10 runs, found 2") == 2, check.stdout
+    assert "system description invalid" not in check.stdout      # the JSON collect wrote is complete
     store = ResultsStore(env["MLPERF_HPC_STORE"])
     runs = store.runs({"campaign": campaign["campaign"]})
     store.close()
@@ -226,3 +227,35 @@ def test_an_instance_that_dies_ends_the_weak_scaling_job_within_a_minute(tmp_pat
     assert "mlperf-hpc: weak-scaling job failed: instance 1" in output
     assert elapsed < 90, elapsed          # not the start gate's 30 minutes
     assert result.returncode == 0         # submitted; the job's own status is in exit_code
+
+
+@pytest.mark.slow
+def test_a_collected_set_of_ten_passes_the_official_package_checker(tmp_path):
+    """With the run count a submission needs, collect writes a tree (results
+    and a system JSON from the system YAML) that the official package
+    checker passes: NVIDIA's 10 published CosmoFlow runs, as if finished
+    here on a system described like theirs."""
+    systems = tmp_path / "systems"
+    systems.mkdir()
+    local = yaml.safe_load((REPO / "launch" / "systems" / "local.yaml").read_text())
+    eos = {**local, "name": "eos", "description": "NVIDIA Eos", "accelerators_per_node": 8,
+           "processor": "Intel Xeon Platinum 8480C", "accelerator": "NVIDIA H100-SXM5-80GB",
+           "system_description": {"host_memory_capacity": "2 TB", "cooling": "air"}}
+    (systems / "eos.yaml").write_text(yaml.safe_dump(eos))
+    env = _env(tmp_path, MLPERF_HPC_SYSTEMS=str(systems))
+    published = sorted((REPO / "tests" / "fixtures" / "hpc_results_v3.0" / "NVIDIA" / "results" /
+                        "eos_n64_ngc23.09_pytorch" / "strong" / "cosmoflow").glob("result_*.txt"))
+    jobs = []
+    for i, log in enumerate(published):
+        (tmp_path / f"job{i}").mkdir()
+        (tmp_path / f"job{i}" / "result.log").write_bytes(log.read_bytes())
+        jobs.append(str(tmp_path / f"job{i}"))
+    collected = cli("launch", "collect", *jobs, "--system", "eos", "--org", "NVIDIA", "--into",
+                    str(tmp_path / "tree"), env=env)
+    lines = collected.stdout.splitlines()
+    assert collected.returncode == 0 and sum(ln.startswith("collected ") for ln in lines) == 10, collected.stderr
+    description = json.loads((tmp_path / "tree" / "NVIDIA" / "systems" / "eos.json").read_text())
+    assert description["host_memory_capacity"] == "2 TB" and description["number_of_nodes"] == "64"
+    check = cli("check", str(tmp_path / "tree" / "NVIDIA"), env=env)
+    assert f"PASS  official package checker on {tmp_path / 'tree' / 'NVIDIA'}" in check.stdout, check.stdout
+    assert check.returncode == 0, check.stdout
