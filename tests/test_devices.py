@@ -45,7 +45,7 @@ def test_data_parallel_ranks_choose_their_device_before_tensorflow_starts():
             "layout = DataParallel()\n"
             "assert not tensorflow_context_started()\n"
             "assert layout.all_ranks(True) and tensorflow_context_started()\n"
-            "print('rank', layout.topology.rank, 'accelerators', layout.accelerators)")
+            "print(f'rank {layout.topology.rank} accelerators {layout.accelerators}')")  # one write: ranks interleave
     done = mpirun_python(2, "-c", code, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert sorted(re.findall(r"rank \d accelerators \d", done.stdout)) == ["rank 0 accelerators 0",
