@@ -5,7 +5,7 @@ agree weight for weight), written on tensors shaped
 ``[batch, d_blocks, h_blocks, d, h, w, channels]``: the block dimensions are
 laid out on the spatial mesh axes, so each process holds one block of every
 activation. Each convolution is one block operation
-(``parallel.blocks.convolve_with_halos``): a SAME convolution of the block
+(``parallel.mesh.halos.convolve_with_halos``): a SAME convolution of the block
 with its bias, plus the part of the halos, taken point to point from the
 neighbours, added to its boundary planes; then the activation. Max pooling
 stays inside a block; when a block has become too thin to pool (an odd
@@ -26,9 +26,10 @@ import tensorflow.compat.v1 as tf
 from cosmoflow.config import check_split
 from cosmoflow.model import LEAKY_ALPHA
 from core.errors import HarnessError
-from parallel.blocks import convolve_with_halos
+from parallel.mesh.halos import convolve_with_halos
 from parallel.mtf_compat import mesh_tensorflow
-from parallel.spmd_mesh import block_operation, elementwise, fed_initializer, gather_odd_blocks
+from parallel.mesh.horovod_impl import fed_initializer
+from parallel.mesh.ops import block_operation, elementwise, gather_odd_blocks
 
 mtf = mesh_tensorflow()
 
@@ -88,7 +89,7 @@ class CosmoFlowMesh:
     def forward(self, x: Any, keras_weights: list[tuple[str, np.ndarray]], training: bool) -> Any:
         """Predictions [batch, target] for volumes shaped as ``input_shapes``;
         variables are created on the first call (from ``keras_weights``, see
-        ``parallel.mesh.named_weights``) and shared by later calls."""
+        ``parallel.mesh.trainer.named_weights``) and shared by later calls."""
         weights = iter(value for _, value in keras_weights)
         for i in range(self.n_conv_layers):
             x = self._conv(x, next(weights), next(weights), f"conv{i + 1}")
@@ -162,7 +163,7 @@ class CosmoFlowMesh:
 def conv3d(x: Any, kernel: Any, bias: Any, name: str = "conv") -> Any:
     """The SAME 3D convolution of the whole volumes with its bias, each block
     convolved as a whole sample plus its halos' part
-    (``parallel.blocks.convolve_with_halos``):
+    (``parallel.mesh.halos.convolve_with_halos``):
     x [batch, d_blocks, h_blocks, d, h, w, c], kernel [K, K, K, c, c'] (K odd),
     bias [c'] -> [batch, d_blocks, h_blocks, d, h, w, c']."""
     dims = x.shape.dims
@@ -195,7 +196,7 @@ def max_pool_2x(x: Any, name: str) -> Any:
 
 class MomentumSGD:
     """SGD with momentum exactly as Keras' SGD, as a
-    ``parallel.optimizer_shards.UpdateRule``: the weight moves by the new
+    ``parallel.mesh.optimizer_shards.UpdateRule``: the weight moves by the new
     velocity, and the velocity keeps past learning rates, so epoch-boundary
     changes behave alike. (Mesh TF's own MomentumOptimizer moves the weight by
     the velocity read before the update, a step late: training diverged.)"""

@@ -14,7 +14,7 @@ cuts them back into blocks, so any split that divides the field runs.
 Batch norm statistics are sums over the blocks of a group, so they equal
 the unsplit model's per replica; the ASPP's image pooling averages over all
 blocks. Kernels are replicated: their gradients are summed over blocks and
-groups (``parallel.spmd_mesh.slicewise_with_weights``).
+groups (``parallel.mesh.ops.slicewise_with_weights``).
 
 The block operations (``halo_conv2d``, ``depthwise_conv2d``,
 ``transposed_conv2d_2x``, ``group_batch_norm``) are functions of Mesh TF
@@ -32,10 +32,10 @@ from deepcam import model as keras_model
 from deepcam.config import DeepCAMConfig, check_shape
 from deepcam.objective import N_CLASSES, weighted_cross_entropy
 from deepcam.optimizers import AdamFamilyRule
-from parallel.blocks import exchange_halos
+from parallel.mesh.halos import exchange_halos
 from parallel.mtf_compat import mesh_tensorflow
-from parallel.spmd_mesh import (block_operation, elementwise, fed_initializer, gather_odd_blocks,
-                                slicewise_with_weights, split_like)
+from parallel.mesh.horovod_impl import fed_initializer
+from parallel.mesh.ops import block_operation, elementwise, gather_odd_blocks, slicewise_with_weights, split_like
 
 mtf = mesh_tensorflow()
 
@@ -141,7 +141,7 @@ class DeepCAMMesh:
 
     def forward(self, x: Any, keras_weights: list[tuple[str, np.ndarray]], training: bool) -> Any:
         """Logits shaped like ``x`` with 3 channels, from the Keras model's
-        weights (``parallel.mesh.named_weights``; variables are created on
+        weights (``parallel.mesh.trainer.named_weights``; variables are created on
         the first call and shared by later calls)."""
         self.weights = dict(keras_weights)
         self._keras_names = [name for name, _ in keras_weights]

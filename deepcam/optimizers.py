@@ -2,7 +2,7 @@
 
 The update is written once, in ``adam_family_update``; the Keras optimizer
 and the mesh models' update rule (``AdamFamilyRule``, for
-``parallel.optimizer_shards``) both call it, so the layouts train identically.
+``parallel.mesh.optimizer_shards``) both call it, so the layouts train identically.
 Keras' own Adam differs: its epsilon is added before bias correction.
 """
 from __future__ import annotations
@@ -70,7 +70,7 @@ class AdamFamily(tf.keras.optimizers.Optimizer):
 
 
 class AdamFamilyRule:
-    """``adam_family_update`` as the mesh models' ``parallel.optimizer_shards.UpdateRule``,
+    """``adam_family_update`` as the mesh models' ``parallel.mesh.optimizer_shards.UpdateRule``,
     with LAMB's global gradient clipping (as Keras' ``global_clipnorm``)."""
 
     slots = ("m", "v")

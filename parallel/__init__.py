@@ -23,7 +23,7 @@ def make_layout(name: str, split: tuple[int, int] = (1, 1)) -> "Layout":
 
         return DataParallel()
     if name in SPLIT_LAYOUTS:
-        from parallel.mesh import MeshParallel
+        from parallel.mesh.layout import MeshParallel
 
         return MeshParallel(name, split)
     raise HarnessError(f"unknown layout '{name}': use one of {', '.join(LAYOUTS)}")

@@ -12,7 +12,8 @@ import numpy as np
 import tensorflow as tf
 
 from core.benchmark import Benchmark
-from parallel.mesh import MeshParallel, MeshTrainer, named_weights
+from parallel.mesh.layout import MeshParallel
+from parallel.mesh.trainer import MeshTrainer, named_weights
 
 
 def run_mesh_model(layout: MeshParallel, benchmark: Benchmark, config: Any, keras_model: tf.keras.Model,
@@ -84,7 +85,7 @@ def halo_reads(graph: tf.Graph) -> dict[str, int]:
     """Kernel gradients that read a halo-extended block (a padded block with
     its halos written in, maybe reshaped): "halo_reads" in all, and
     "halo_copies_kept", those that read the forward pass's block rather than
-    the copy ``parallel.spmd_mesh`` rebuilds for the backward pass (each
+    the copy ``parallel.mesh.ops`` rebuilds for the backward pass (each
     keeps a second copy of an activation alive for the step)."""
     def assembled(tensor: tf.Tensor) -> bool:
         op = tensor.op

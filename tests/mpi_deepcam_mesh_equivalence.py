@@ -28,7 +28,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from deepcam.benchmark import DeepCAM  # noqa: E402
-from parallel.mesh import MeshParallel  # noqa: E402
+from parallel.mesh.layout import MeshParallel  # noqa: E402
 from parallel.topology import parse_split  # noqa: E402
 from tests.helpers import REPO  # noqa: E402
 from tests.mesh_harness import run_mesh_model  # noqa: E402

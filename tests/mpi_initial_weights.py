@@ -1,4 +1,4 @@
-"""Run under ``mpirun -np 2``: ``parallel.mesh.initial_weights`` for a
+"""Run under ``mpirun -np 2``: ``parallel.mesh.trainer.initial_weights`` for a
 benchmark's mini config, each rank seeded differently, against a Keras model
 built eagerly. Rank 0 writes every rank's checksum of the weights and, per
 weight, its name, shape and spread beside the Keras model's (JSON).
@@ -17,7 +17,7 @@ import tensorflow as tf  # noqa: E402
 from mpi4py import MPI  # noqa: E402
 
 from core.benchmark import get_benchmark  # noqa: E402
-from parallel.mesh import initial_weights, named_weights  # noqa: E402
+from parallel.mesh.trainer import initial_weights, named_weights  # noqa: E402
 
 name, out_path = sys.argv[1], sys.argv[2]
 benchmark = get_benchmark(name)

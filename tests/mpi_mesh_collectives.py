@@ -18,9 +18,9 @@ import tensorflow as tf  # noqa: E402
 
 from mpi4py import MPI  # noqa: E402
 
-from parallel.blocks import BlockContext, convolve_with_halos, exchange_halos  # noqa: E402
+from parallel.mesh.halos import BlockContext, convolve_with_halos, exchange_halos  # noqa: E402
 from parallel.layouts import DataParallel  # noqa: E402
-from parallel.spmd_mesh import HorovodMeshImpl, mtf, required_process_sets  # noqa: E402
+from parallel.mesh.horovod_impl import HorovodMeshImpl, mtf, required_process_sets  # noqa: E402
 
 SHAPE = mtf.convert_to_shape("a:2;b:2")
 layout = DataParallel(process_sets=required_process_sets(SHAPE))

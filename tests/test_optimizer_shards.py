@@ -1,10 +1,10 @@
 """How a split sample's processes share out the optimizer's work
-(``parallel.optimizer_shards``); the step itself runs under MPI in
+(``parallel.mesh.optimizer_shards``); the step itself runs under MPI in
 ``test_mesh.py`` and ``test_deepcam_layouts.py``."""
 import pytest
 
 from core.errors import HarnessError
-from parallel.optimizer_shards import share_out, sharded_step
+from parallel.mesh.optimizer_shards import share_out, sharded_step
 
 SIZES = [1728, 16, 884736, 256, 32768, 1, 4]      # CosmoFlow-like: one kernel holds most weights
 

@@ -1,15 +1,4 @@
-"""Spatial and hybrid layouts: each sample split across processes (Mesh TF).
-
-The job is one Mesh TensorFlow mesh of shape ``b:G; s0:A; s1:B`` over its
-G·A·B ranks: G data-parallel groups, each splitting every sample into A x B
-blocks along the model's two split dimensions (CosmoFlow's depth and height,
-DeepCAM's height and width; ``spatial`` is the one-group case). The
-benchmark's Mesh TF model (a ``MeshModel``) lays its batch or group dimension
-on ``b`` and its block dimensions on ``s0`` and ``s1``; ``HorovodMeshImpl``
-lowers each rank's slice and runs the halo exchanges, block reductions and
-the gradient sums across groups as Horovod collectives in the matching
-process sets. Every rank of a group reads the group's share of the data and
-keeps its own block.
+"""The trainer of a mesh model, and the Keras initial weights it starts from.
 
 Mesh TF builds compat.v1 graphs, so the trainer owns a graph and a session;
 the eager input pipeline feeds it, and the driver sees the same trainer
@@ -17,7 +6,6 @@ interface as for Keras models.
 """
 from __future__ import annotations
 
-import os
 import warnings
 from pathlib import Path
 from typing import Any, Protocol
@@ -26,26 +14,8 @@ import numpy as np
 import tensorflow as tf
 
 from core.benchmark import Benchmark
-from parallel.layouts import DataParallel
-from parallel.optimizer_shards import UpdateRule, sharded_step
-from parallel.topology import data_groups
-from parallel.spmd_mesh import INITIAL_VALUES, HorovodMeshImpl, initial_feed, mtf, required_process_sets
-
-BATCH_AXIS, SPLIT_AXES = "b", ("s0", "s1")
-
-
-def world_size() -> int:
-    """The MPI job's size, known before Horovod starts (it needs the process
-    sets at init)."""
-    from mpi4py import MPI
-
-    return MPI.COMM_WORLD.Get_size()
-
-
-def mesh_shape(layout_name: str, split: tuple[int, int], processes: int) -> Any:
-    """The mesh for ``processes`` ranks, or a one-line refusal."""
-    groups = data_groups(layout_name, split, processes)
-    return mtf.convert_to_shape(f"{BATCH_AXIS}:{groups};{SPLIT_AXES[0]}:{split[0]};{SPLIT_AXES[1]}:{split[1]}")
+from parallel.mesh.horovod_impl import INITIAL_VALUES, SPLIT_AXES, HorovodMeshImpl, initial_feed, mtf
+from parallel.mesh.optimizer_shards import UpdateRule, sharded_step
 
 
 class MeshModel(Protocol):
@@ -77,59 +47,6 @@ class MeshModel(Protocol):
 
     def keras_weights(self, variables: dict[str, np.ndarray]) -> list[np.ndarray]:
         """Variable values by name, in Keras ``get_weights`` order and shapes."""
-
-
-class MeshParallel(DataParallel):
-    """G data-parallel groups x a D x H split of every sample."""
-
-    def __init__(self, name: str, split: tuple[int, int]):
-        self.name = name
-        self.split = split
-        self.mesh_shape = mesh_shape(name, split, world_size())
-        # A mesh model issues a distinct collective per halo and block sum
-        # (thousands for DeepCAM); Horovod's response cache holds 1,024 by default.
-        os.environ.setdefault("HOROVOD_CACHE_CAPACITY", "16384")
-        # They come one after another along the forward and backward pass,
-        # each waiting for Horovod's next negotiation cycle (1 ms by default,
-        # 5 ms in some builds): a split runs several times faster at 0.1 ms
-        # (docs/performance.md). An unsplit sample has no such collectives,
-        # and the short cycle costs compute (the background thread's cycles
-        # take part of a core), so it is set only where a sample is split.
-        if self.ranks_per_sample > 1:
-            os.environ.setdefault("HOROVOD_CYCLE_TIME", "0.1")
-        super().__init__(process_sets=required_process_sets(self.mesh_shape))
-        self.group, *block = mtf.pnum_to_processor_coordinates(self.mesh_shape, self.topology.rank)
-        self.block_coordinates: tuple[int, int] = tuple(block)      # this rank's block of each sample
-
-    @property
-    def label(self) -> str:
-        return f"{self.name}:{self.split[0]}x{self.split[1]}"         # as in ``launch sweep --layouts``
-
-    @property
-    def data_shards(self) -> int:
-        return self.mesh_shape[0].size
-
-    @property
-    def data_shard_index(self) -> int:
-        return self.group
-
-    @property
-    def ranks_per_sample(self) -> int:
-        return self.split[0] * self.split[1]
-
-    def mesh_impl(self, layout_rules: str) -> HorovodMeshImpl:
-        """The mesh for a model whose tensor dimensions ``layout_rules`` maps
-        to the axes b (groups), s0 and s1 (first and second split axis)."""
-        return HorovodMeshImpl(self.mesh_shape, mtf.convert_to_layout_rules(layout_rules), self.hvd,
-                               self.process_sets)
-
-    def make_trainer(self, benchmark: Benchmark, config: Any, seed: int) -> "MeshTrainer":
-        return MeshTrainer(benchmark, config, self, seed)
-
-    def allreduce_sum(self, value: tf.Tensor) -> tf.Tensor:
-        # Every rank of a group holds the group's metric sums; count them once.
-        first_of_group = self.block_coordinates == (0, 0)
-        return super().allreduce_sum(value if first_of_group else tf.zeros_like(value))
 
 
 def named_weights(keras_model: tf.keras.Model) -> list[tuple[str, np.ndarray]]:
@@ -175,7 +92,7 @@ def session_config() -> tf.compat.v1.ConfigProto:
     It turns an op whose outputs feed only control edges into a NoOp, taking
     it to have no side effects, and Horovod's collectives are not marked as
     having any. A rank's gradient sums of the weights other ranks update
-    only gate its optimizer step (``parallel.optimizer_shards``): it dropped
+    only gate its optimizer step (``parallel.mesh.optimizer_shards``): it dropped
     them, with the halo exchanges they need, and its peers waited forever.
     (Threads still come from the environment, ``core.runtime``.)"""
     from tensorflow.core.protobuf import rewriter_config_pb2
@@ -188,7 +105,7 @@ def session_config() -> tf.compat.v1.ConfigProto:
 class MeshTrainer:
     """The benchmark's Mesh TF model lowered on this rank, with its session."""
 
-    def __init__(self, benchmark: Benchmark, config: Any, layout: MeshParallel, seed: int,
+    def __init__(self, benchmark: Benchmark, config: Any, layout: Any, seed: int,
                  initial: list[tuple[str, np.ndarray]] | None = None):
         """``initial``: the weights to start from (``named_weights``), the
         same on every rank; by default the Keras model's initialisation
@@ -244,7 +161,7 @@ class MeshTrainer:
 
     def _optimizer_step(self, impl: HorovodMeshImpl) -> tf.Operation:
         """The model's update rule on this rank's weight slices, its state
-        sharded across the sample's processes (``parallel.optimizer_shards``)."""
+        sharded across the sample's processes (``parallel.mesh.optimizer_shards``)."""
         laid_out = [self.lowering.variables[v] for v in self.variables]
         gradients = [self.lowering.tensors[g].to_laid_out_tensor().one_slice for g in self.gradients]
         split = [impl.slice_shape(v.outputs[0].shape) != v.outputs[0].shape.to_integer_list for v in self.variables]

@@ -5,7 +5,7 @@ sample: along each split dimension ``i`` the volume of size ``N_i`` is cut
 into ``blocks_i`` blocks of ``n_i = N_i / blocks_i`` planes, laid out on mesh
 axis ``mesh_axis_i``. These functions work on that block as a TensorFlow
 tensor, inside the lowering of a Mesh TF operation
-(``parallel.spmd_mesh.block_operation``), which hands them a ``BlockContext``.
+(``parallel.mesh.ops.block_operation``), which hands them a ``BlockContext``.
 
 The halo exchange is point to point: one Horovod ``alltoall`` per call, in
 the process set of the split axes, with a per-destination split that is zero
