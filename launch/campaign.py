@@ -76,8 +76,10 @@ def read_manifest(path: str | Path) -> dict:
     try:
         manifest = json.loads(path.read_text())
         runs = manifest["runs"]
-        if not isinstance(runs, list) or not all(isinstance(r, dict) and "dir" in r for r in runs):
+        if not isinstance(runs, list) or not all(isinstance(r, dict) and {"run", "seed", "dir"} <= set(r)
+                                                 for r in runs):
             raise ValueError("runs")
+        manifest["pack"] = bool(manifest.get("pack"))
         return manifest
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise HarnessError(f"{path} is not a readable campaign manifest ({type(err).__name__}): pass the "

@@ -12,7 +12,7 @@ import shlex
 from abc import ABC, abstractmethod
 
 from launch.job import JobSpec
-from core.errors import HarnessError
+from launch.registry import Registry
 
 
 def snake_order(shape: list[int]) -> list[tuple[int, ...]]:
@@ -49,15 +49,8 @@ def _coords_text(coords: list[tuple[int, ...]], ppn: int) -> str:
     return "".join(f"({','.join(map(str, c))})\n" for c in coords for _ in range(ppn))
 
 
-LAUNCHERS: dict[str, type["Launcher"]] = {}
-
-
-def register(cls: type["Launcher"]) -> type["Launcher"]:
-    """Class decorator: the launcher a system YAML names by ``cls.name``."""
-    if cls.name in LAUNCHERS:
-        raise ValueError(f"two launchers are called {cls.name!r}: {LAUNCHERS[cls.name].__name__} and {cls.__name__}")
-    LAUNCHERS[cls.name] = cls
-    return cls
+LAUNCHERS = Registry("launcher")
+register = LAUNCHERS.register
 
 
 class Launcher(ABC):
@@ -163,8 +156,6 @@ class LocalMpirun(Launcher):
 
 
 def get_launcher(name: str) -> Launcher:
-    if name not in LAUNCHERS:
-        raise HarnessError(f"unknown launcher '{name}': use one of {', '.join(sorted(LAUNCHERS))}")
-    return LAUNCHERS[name]()
+    return LAUNCHERS.create(name)
 
 

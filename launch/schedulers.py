@@ -9,6 +9,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 from launch.job import JobSpec
+from launch.registry import Registry
 from core.errors import HarnessError
 
 
@@ -20,15 +21,8 @@ class JobState:
     raw: str          # the scheduler's own code
 
 
-SCHEDULERS: dict[str, type["Scheduler"]] = {}
-
-
-def register(cls: type["Scheduler"]) -> type["Scheduler"]:
-    """Class decorator: the scheduler a system YAML names by ``cls.name``."""
-    if cls.name in SCHEDULERS:
-        raise ValueError(f"two schedulers are called {cls.name!r}: {SCHEDULERS[cls.name].__name__} and {cls.__name__}")
-    SCHEDULERS[cls.name] = cls
-    return cls
+SCHEDULERS = Registry("scheduler")
+register = SCHEDULERS.register
 
 
 class Scheduler(ABC):
@@ -335,6 +329,4 @@ class Local(Scheduler):
 
 
 def get_scheduler(name: str) -> Scheduler:
-    if name not in SCHEDULERS:
-        raise HarnessError(f"unknown scheduler '{name}': use one of {', '.join(sorted(SCHEDULERS))}")
-    return SCHEDULERS[name]()
+    return SCHEDULERS.create(name)
