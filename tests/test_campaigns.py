@@ -18,7 +18,7 @@ import yaml
 from launch.submit import status
 from launch.system import load_system
 from mlperf_hpc.results_store import ResultsStore
-from tests.helpers import MPI_ENV, REPO, cli, write_config
+from tests.helpers import MPI_ENV, REPO, cli, log_records, write_config
 
 
 def _tool(bin_dir: Path, name: str, body: str) -> None:
@@ -227,6 +227,32 @@ def test_an_instance_that_dies_ends_the_weak_scaling_job_within_a_minute(tmp_pat
     assert "mlperf-hpc: weak-scaling job failed: instance 1" in output
     assert elapsed < 90, elapsed          # not the start gate's 30 minutes
     assert result.returncode == 0         # submitted; the job's own status is in exit_code
+
+
+@pytest.mark.slow
+@pytest.mark.mpi
+def test_when_an_instance_dies_mid_run_the_others_log_run_stop_aborted(tmp_path, tiny_data):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    real_mpirun = __import__("shutil").which("mpirun")
+    # Both instances pass the start gate; instance 1 is killed once it trains.
+    _tool(bin_dir, "mpirun", f'''case " $* " in
+  *" --instance-id 1 "*) {real_mpirun} "$@" & pid=$!
+      while ! grep -q '"key": "epoch_start"' {tmp_path}/weak/instance_1.log 2>/dev/null; do sleep 0.2; done
+      kill -KILL $pid; exit 9 ;;
+esac
+exec {real_mpirun} "$@"''')
+    config = write_config(tmp_path / "c.yaml", tiny_data, data={"n_train": 32, "n_valid": 32, "n_epochs": 40},
+                          train={"target": 0.001})           # not reached: it would train all 40 epochs
+    job_dir = tmp_path / "weak"
+    cli("launch", "submit", "--system", "local", "--nodes", "1", "--ppn", "1", "--instances", "2",
+        "--config", str(config), "--job-dir", str(job_dir), env=_env(tmp_path, bin_dir), timeout=600)
+    output = (job_dir / "job.out").read_text()
+    assert (job_dir / "exit_code").read_text().strip() == "101", output[-3000:]
+    records = log_records(job_dir / "instance_0.log")
+    assert any(r["key"] == "run_start" for r in records), output[-3000:]
+    assert records[-1]["key"] == "run_stop" and records[-1]["metadata"]["status"] == "aborted"
+    assert sum(r["key"] == "epoch_start" for r in records) < 40
 
 
 @pytest.mark.slow
