@@ -26,10 +26,10 @@ import tensorflow.compat.v1 as tf
 from cosmoflow.config import check_split
 from cosmoflow.model import LEAKY_ALPHA
 from core.errors import HarnessError
-from parallel.mesh.halos import convolve_with_halos
-from parallel.mtf_compat import mesh_tensorflow
 from parallel.mesh.horovod_impl import fed_initializer
-from parallel.mesh.ops import block_operation, elementwise, gather_odd_blocks
+from parallel.mesh.layers import conv3d, max_pool_2x
+from parallel.mesh.ops import elementwise, gather_odd_blocks
+from parallel.mtf_compat import mesh_tensorflow
 
 mtf = mesh_tensorflow()
 
@@ -160,38 +160,8 @@ class CosmoFlowMesh:
         return mtf.reduce_sum(mtf.abs(predictions - targets), reduced_dim=targets.shape.dims[-1]), self.target_size
 
 
-def conv3d(x: Any, kernel: Any, bias: Any, name: str = "conv") -> Any:
-    """The SAME 3D convolution of the whole volumes with its bias, each block
-    convolved as a whole sample plus its halos' part
-    (``parallel.mesh.halos.convolve_with_halos``):
-    x [batch, d_blocks, h_blocks, d, h, w, c], kernel [K, K, K, c, c'] (K odd),
-    bias [c'] -> [batch, d_blocks, h_blocks, d, h, w, c']."""
-    dims = x.shape.dims
-    return block_operation(convolve_with_halos, [x, kernel, bias], mtf.Shape(dims[:-1] + [kernel.shape.dims[-1]]),
-                           [d.name for d in dims[1:3]], [d.name for d in dims[3:5]], name)
-
-
 def leaky_relu(x: Any, name: str) -> Any:
     return elementwise(lambda t: tf.nn.leaky_relu(t, LEAKY_ALPHA), x, name)
-
-
-def max_pool_2x(x: Any, name: str) -> Any:
-    """2x2x2 max pooling inside each block (even sides):
-    x [batch, d_blocks, h_blocks, d, h, w, c] -> [.., d/2, h/2, w/2, c].
-    With TensorFlow's gradient, which sends each window's gradient to one
-    maximum. (Mesh TF's ``max_pool3d`` sends it to every tied maximum; the
-    empty regions of count data tie often, the gradients grow several-fold,
-    and training diverged.)"""
-    batch_dims, (d, h, w), channels = x.shape.dims[:-4], x.shape.dims[-4:-1], x.shape.dims[-1]
-    pooled = mtf.Shape(batch_dims + [mtf.Dimension(dim.name, dim.size // 2) for dim in (d, h, w)] + [channels])
-
-    def pool(block: tf.Tensor) -> tf.Tensor:
-        lead = block.shape.as_list()[:-4]
-        volumes = tf.reshape(block, [-1] + block.shape.as_list()[-4:])
-        out = tf.nn.max_pool3d(volumes, ksize=2, strides=2, padding="VALID")
-        return tf.reshape(out, lead + out.shape.as_list()[1:])
-
-    return mtf.slicewise(pool, [x], output_shape=pooled, splittable_dims=batch_dims + [channels], name=name)
 
 
 class MomentumSGD:

@@ -17,9 +17,9 @@ blocks. Kernels are replicated: their gradients are summed over blocks and
 groups (``parallel.mesh.ops.slicewise_with_weights``).
 
 The block operations (``halo_conv2d``, ``depthwise_conv2d``,
-``transposed_conv2d_2x``, ``group_batch_norm``) are functions of Mesh TF
-tensors, their shapes in their docstrings; ``DeepCAMMesh`` creates each
-layer's variables from the Keras weights and calls them.
+``transposed_conv2d_2x``, ``group_batch_norm``) are the generic layers of
+``parallel.mesh.layers``; ``DeepCAMMesh`` creates each layer's variables
+from the Keras weights and calls them.
 """
 from __future__ import annotations
 
@@ -32,24 +32,15 @@ from deepcam import model as keras_model
 from deepcam.config import DeepCAMConfig, check_shape
 from deepcam.objective import N_CLASSES, weighted_cross_entropy
 from deepcam.optimizers import AdamFamilyRule
-from parallel.mesh.halos import exchange_halos
-from parallel.mtf_compat import mesh_tensorflow
 from parallel.mesh.horovod_impl import fed_initializer
-from parallel.mesh.ops import block_operation, elementwise, gather_odd_blocks, slicewise_with_weights, split_like
+from parallel.mesh.layers import depthwise_conv2d, group_batch_norm, halo_conv2d, transposed_conv2d_2x
+from parallel.mesh.ops import elementwise, gather_odd_blocks, split_like
+from parallel.mtf_compat import mesh_tensorflow
 
 mtf = mesh_tensorflow()
 
 GROUPS, BATCH, H_BLOCKS, W_BLOCKS, H, W, CHANNELS = "groups", "batch", "h_blocks", "w_blocks", "h", "w", "c"
 SPLIT_DIMS = {H: H_BLOCKS, W: W_BLOCKS}             # planes dimension -> its blocks dimension
-
-
-def _nhwc(t: tf.Tensor) -> tf.Tensor:
-    """A slice [1, B, 1, 1, h, w, c] as the NHWC batch TensorFlow ops take."""
-    return tf.reshape(t, t.shape.as_list()[1:2] + t.shape.as_list()[4:])
-
-
-def _blocked(t: tf.Tensor) -> tf.Tensor:
-    return tf.reshape(t, [1, t.shape[0], 1, 1] + t.shape.as_list()[1:])
 
 
 class DeepCAMMesh:
@@ -106,14 +97,16 @@ class DeepCAMMesh:
 
     def transposed(self, x: Any, name: str) -> Any:
         """The bias-free 2x transposed convolution (``transposed_conv2d_2x``)."""
-        return transposed_conv2d_2x(x, self._weight(x.mesh, f"{name}/kernel", self.weights[f"{name}/kernel"]), name)
+        kernel = self._weight(x.mesh, f"{name}/kernel", self.weights[f"{name}/kernel"])
+        return transposed_conv2d_2x(x, kernel, _transposed_conv, name)
 
     def batch_norm(self, x: Any, name: str) -> Any:
         """The Keras layer's batch norm over each group (``group_batch_norm``);
         in the training pass its moving statistics' updates join the step's."""
         weights = [self._weight(x.mesh, f"{name}/{w}", self.weights[f"{name}/{w}"], trainable=w in ("gamma", "beta"))
                    for w in ("gamma", "beta", "moving_mean", "moving_variance")]
-        y, updates = group_batch_norm(x, *weights, self.training, name)
+        y, updates = group_batch_norm(x, *weights, self.training, keras_model.BN_MOMENTUM, keras_model.BN_EPSILON,
+                                      name)
         self._state_updates += updates
         return y
 
@@ -255,179 +248,8 @@ class DeepCAMMesh:
 
 
 # --- block operations -----------------------------------------------------------
-# Each takes activations blocked as [groups, batch, h_blocks, w_blocks, h, w, c]
-# (a group's samples cut into blocks laid out on the mesh) and its weights as
-# Mesh TF tensors, replicated; every process runs it on its own block.
-
-
-def halo_conv2d(x: Any, kernel: Any, bias: Any | None, stride: int = 1, dilation: int = 1,
-                name: str = "conv") -> Any:
-    """The convolution of the whole fields zero-padded by
-    ``dilation·(K // 2)`` on every side (PyTorch's padding, as
-    ``deepcam.model.conv``), each block taking that many rows and columns
-    of halo from its neighbours:
-    x [groups, batch, h_blocks, w_blocks, h, w, c], kernel [K, K, c, c'],
-    bias [c'] or None -> [groups, batch, h_blocks, w_blocks, h/stride, w/stride, c']."""
-    def fn(image: tf.Tensor, k: tf.Tensor, *b: tf.Tensor) -> tf.Tensor:
-        y = tf.nn.conv2d(image, k, stride, "VALID", dilations=dilation)
-        return y + b[0] if b else y
-
-    size, out = kernel.shape.dims[0].size, kernel.shape.dims[-1].size
-    return _with_halo(fn, x, [kernel] + ([bias] if bias is not None else []), dilation * (size // 2),
-                      _out_shape(x, 1 / stride, out), name)
-
-
-def depthwise_conv2d(x: Any, kernel: Any, stride: int = 1, dilation: int = 1, name: str = "depthwise") -> Any:
-    """The depthwise convolution of the whole fields zero-padded by
-    ``dilation`` (3x3 kernels), with halos as ``halo_conv2d``:
-    x [groups, batch, h_blocks, w_blocks, h, w, c], kernel [3, 3, c, 1]
-    -> [groups, batch, h_blocks, w_blocks, h/stride, w/stride, c]."""
-    def fn(image: tf.Tensor, k: tf.Tensor) -> tf.Tensor:
-        return tf.nn.depthwise_conv2d(image, k, [1, stride, stride, 1], "VALID", dilations=[dilation, dilation])
-
-    return _with_halo(fn, x, [kernel], dilation, _out_shape(x, 1 / stride, kernel.shape.dims[2].size), name)
-
-
-def transposed_conv2d_2x(x: Any, kernel: Any, name: str = "transposed") -> Any:
-    """PyTorch's ConvTranspose2d(3, stride 2, padding 1, output_padding 1)
-    without bias (``deepcam.model.transposed_conv_2x``), each block taking
-    a one-pixel halo: x [groups, batch, h_blocks, w_blocks, h, w, c],
-    kernel [3, 3, c', c] -> [groups, batch, h_blocks, w_blocks, 2h, 2w, c']."""
-    def fn(image: tf.Tensor, k: tf.Tensor) -> tf.Tensor:
-        return keras_model.transposed_conv_2x(image, k, None, crop_left=1)
-
-    return _with_halo(fn, x, [kernel], 1, _out_shape(x, 2, kernel.shape.dims[2].size), name)
-
-
-def group_batch_norm(x: Any, gamma: Any, beta: Any, moving_mean: Any, moving_variance: Any, training: bool,
-                     name: str = "batch_norm") -> tuple[Any, list]:
-    """Batch norm with statistics over each group's batch and every block
-    of its samples (the unsplit model's per replica), or the moving
-    statistics outside training: x [groups, batch, h_blocks, w_blocks, h, w, c],
-    gamma, beta, moving_mean, moving_variance [c] -> (y shaped as x, the
-    moving statistics' assignments: none outside training). The
-    normalisation is one slicewise op in TensorFlow's fused kernels
-    (``fused_normalise``), so that, as Keras' fused layer, it keeps no
-    full-size intermediates for the backward pass."""
-    updates = []
-    if training:
-        mean, variance = group_moments(x, name)
-        momentum = keras_model.BN_MOMENTUM
-        updates = [mtf.assign(moving, moving * momentum + mtf.reduce_mean(batch, output_shape=moving.shape)
-                              * (1 - momentum))
-                   for moving, batch in ((moving_mean, mean), (moving_variance, variance))]
-    else:
-        mean, variance = moving_mean, moving_variance
-
-    def normalise(block, m, v, g, b):
-        image = fused_normalise(_nhwc(block), tf.reshape(m, [-1]), tf.reshape(v, [-1]), g, b)
-        return tf.reshape(image, block.shape)
-
-    y = slicewise_with_weights(normalise, [x, mean, variance, gamma, beta], x.shape, f"{name}_normalise")
-    return y, updates
-
-
-def group_moments(x: Any, name: str) -> tuple[Any, Any]:
-    """Per group and channel, the mean and the (biased) variance over the
-    local batch and every pixel of every block:
-    x [groups, batch, h_blocks, w_blocks, h, w, c] -> ([groups, c], [groups, c]).
-
-    One sum across the blocks: each block contributes its mean and its
-    mean square, the latter as its variance about its own mean plus
-    that mean squared, so that only the spread of the block means (not
-    of the pixels) is found by a difference of squares. Blocks are of
-    equal size, so the group's moments are the means over blocks. Two
-    sums in turn (the mean, then the squares about it) made every batch
-    norm wait for two collectives in the forward pass and one more in
-    the backward."""
-    dims = x.shape.dims
-    groups, h_blocks, w_blocks, channels = dims[0], dims[2], dims[3], dims[6]
-    moments_dim = mtf.Dimension(f"{name}_moments", 2)
-    pixels = dims[1].size * dims[4].size * dims[5].size           # per channel in one block
-
-    def block_moments(block: tf.Tensor) -> tf.Tensor:
-        """[1, B, 1, 1, h, w, c] -> [1, 1, 1, 2, c]: mean and mean square."""
-        @tf.custom_gradient
-        def moments(t):
-            mean, variance = _block_moments(_nhwc(t))
-            mean, variance = (tf.reshape(m, [1, 1, 1, -1]) for m in (mean, variance))
-            # The gradient of (mean(t), mean(t^2)), which these equal.
-            def grad(g):
-                # Per-channel factors first: two full-size passes.
-                g_mean, g_square = (tf.reshape(g[:, :, :, i], [1, 1, 1, 1, 1, 1, -1]) / pixels for i in (0, 1))
-                return t * (2.0 * g_square) + g_mean
-            return tf.stack([mean, variance + tf.square(mean)], axis=3), grad
-        return moments(block)
-
-    partial = slicewise_with_weights(block_moments, [x], mtf.Shape([groups, h_blocks, w_blocks, moments_dim,
-                                                                     channels]), f"{name}_moments")
-    totals = mtf.reduce_sum(partial, output_shape=mtf.Shape([groups, moments_dim, channels]))
-    totals /= h_blocks.size * w_blocks.size
-
-    def moment(i: int) -> Any:
-        return mtf.slicewise(lambda t: t[:, i], [totals], output_shape=mtf.Shape([groups, channels]),
-                             splittable_dims=[groups, channels], name=f"{name}_moment{i}")
-
-    mean = moment(0)
-    return mean, moment(1) - mtf.square(mean)
-
-
-def _with_halo(fn: Any, x: Any, weights: list, halo: int, output_shape: Any, name: str) -> Any:
-    """``fn(image, *weights)`` on each block of ``x`` extended by ``halo``
-    rows and columns of the neighbouring blocks (zeros beyond the field),
-    taken in one point-to-point exchange, as an NHWC ``image``, and its NHWC
-    result blocked again: one block operation per layer."""
-    if halo == 0:
-        return slicewise_with_weights(lambda block, *w: _blocked(fn(_nhwc(block), *w)), [x] + weights, output_shape,
-                                      name)
-
-    def run(context: Any, block: tf.Tensor, *w: tf.Tensor) -> tf.Tensor:
-        return _blocked(fn(exchange_halos(context, block, halo, prepare=_nhwc), *w))
-
-    return block_operation(run, [x] + weights, output_shape, [d.name for d in x.shape.dims[2:4]], [H, W], name)
-
-
-def _out_shape(x: Any, scale: float, channels: int) -> Any:
-    """``x``'s shape with its blocks' rows and columns scaled and ``channels`` channels."""
-    dims = x.shape.dims
-    return mtf.Shape(dims[:4] + [mtf.Dimension(H, int(dims[4].size * scale)),
-                                 mtf.Dimension(W, int(dims[5].size * scale)), mtf.Dimension(CHANNELS, channels)])
-
-
-@tf.custom_gradient
-def fused_normalise(image: tf.Tensor, mean: tf.Tensor, variance: tf.Tensor, gamma: tf.Tensor,
-                    beta: tf.Tensor) -> tf.Tensor:
-    """(image - mean) / sqrt(variance + eps) * gamma + beta on an NHWC
-    ``image`` [B, h, w, c] with [c] statistics given (the group's), in
-    TensorFlow's fused batch-norm kernels (inference mode) both ways, as the
-    unsplit model's fused layer: elementwise ops took two full-size passes
-    forward and five backward for each of DeepCAM's 76 batch norms. The
-    statistics' gradients follow from the kernel's scale and offset
-    gradients: d/dmean = -gamma·inv·sum(g), d/dvariance = -gamma·inv²/2·sum(g·x̂)."""
-    eps = keras_model.BN_EPSILON
-    y, _, _, reserve_mean, reserve_variance, reserve = tf.raw_ops.FusedBatchNormV3(
-        x=image, scale=gamma, offset=beta, mean=mean, variance=variance, epsilon=eps, is_training=False)
-
-    def grad(g: tf.Tensor) -> tuple[tf.Tensor, ...]:
-        d_image, d_gamma, d_beta, _, _ = tf.raw_ops.FusedBatchNormGradV3(
-            y_backprop=g, x=image, scale=gamma, reserve_space_1=reserve_mean, reserve_space_2=reserve_variance,
-            reserve_space_3=reserve, epsilon=eps, is_training=False)
-        inv = tf.math.rsqrt(variance + eps)
-        return d_image, -gamma * inv * d_beta, -0.5 * gamma * tf.square(inv) * d_gamma, d_gamma, d_beta
-
-    return y, grad
-
-
-def _block_moments(image: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    """Per-channel mean and biased variance of an NHWC ``image``, from the
-    fused batch-norm kernel in one pass (``tf.nn.moments`` took three: two
-    reductions over the pixels and a full-size squared difference). The
-    kernel returns the unbiased variance."""
-    channels, pixels = image.shape[-1], image.shape[:-1].num_elements()
-    _, mean, unbiased, _, _, _ = tf.raw_ops.FusedBatchNormV3(
-        x=image, scale=tf.ones([channels]), offset=tf.zeros([channels]), mean=tf.zeros([0]),
-        variance=tf.zeros([0]), epsilon=keras_model.BN_EPSILON, is_training=True)
-    return mean, unbiased * ((pixels - 1) / pixels)
+def _transposed_conv(image: tf.Tensor, kernel: tf.Tensor, crop_left: int) -> tf.Tensor:
+    return keras_model.transposed_conv_2x(image, kernel, None, crop_left=crop_left)
 
 
 def relu(x: Any) -> Any:

@@ -145,10 +145,6 @@ class JobSpec:
                                f"'{self.rscgrp}' on {s.name}")
         if not 1 <= self.ppn <= s.max_procs_per_node:
             raise HarnessError(f"--ppn {self.ppn} is outside 1..{s.max_procs_per_node} processes per node on {s.name}")
-        if s.staging.localtmp_gib and s.staging.max_localtmp_gib and \
-                s.staging.localtmp_gib > s.staging.max_localtmp_gib:
-            raise HarnessError(f"{s.name}'s staging.localtmp_gib {s.staging.localtmp_gib} exceeds the "
-                               f"{s.staging.max_localtmp_gib} GiB of node-local space a job may ask for")
         placements(s, self.ppn)
 
     def _check_placement(self) -> None:

@@ -95,8 +95,8 @@ class PJM(Scheduler):
                  f'#PJM -L "node={job.node_shape or job.total_nodes}:{job.allocation}"',
                  f'#PJM -L "rscgrp={job.rscgrp}"',
                  f'#PJM -L "elapse={job.elapse}"']
-        if s.frequency_mhz:
-            lines.append(f'#PJM -L "freq={s.frequency_mhz}"')
+        if s.pjm.frequency_mhz:
+            lines.append(f'#PJM -L "freq={s.pjm.frequency_mhz}"')
         lines.append(f'#PJM --mpi "max-proc-per-node={job.ppn}"')
         if job.node_shape:
             lines.append(f'#PJM --mpi "shape={job.node_shape}"')
@@ -104,20 +104,20 @@ class PJM(Scheduler):
             lines.append(f'#PJM --mpi "rank-map-hostfile={job.job_dir}/rankmap"')
         if job.group:
             lines.append(f"#PJM -g {job.group}")
-        if s.staging.method == "llio" and s.staging.localtmp_gib:
-            lines.append(f"#PJM --llio localtmp-size={s.staging.localtmp_gib}Gi")
-        if s.llio_gfscache:
-            lines.append(f"#PJM -x PJM_LLIO_GFSCACHE={s.llio_gfscache}")
+        if s.staging.method == "llio" and s.pjm.localtmp_gib:
+            lines.append(f"#PJM --llio localtmp-size={s.pjm.localtmp_gib}Gi")
+        if s.pjm.llio_gfscache:
+            lines.append(f"#PJM -x PJM_LLIO_GFSCACHE={s.pjm.llio_gfscache}")
         lines += ["#PJM -S", f'#PJM --spath "{job.job_dir}/%n.%j.stat"',
                   f'#PJM -o "{job.job_dir}/%n.%j.out"', f'#PJM -e "{job.job_dir}/%n.%j.err"']
         return lines
 
     def job_setup(self, job: JobSpec, packages: tuple[str, ...]) -> list[str]:
         s, lines = job.system, []
-        if s.distribute_environment:
+        if s.pjm.distribute_environment:
             # Thousands of Python files imported by every rank: one copy in the
             # nodes' second-layer cache instead of every node reading the shared FS.
-            lines.append(f'{s.distribute_environment} "$MLPERF_HPC_HOME/.venv" '
+            lines.append(f'{s.pjm.distribute_environment} "$MLPERF_HPC_HOME/.venv" '
                          + " ".join(f'"$MLPERF_HPC_HOME/{package}"' for package in packages))
         if s.staging.method == "llio" and job.config:
             # Common files are read by every rank: LLIO's transfer puts one copy

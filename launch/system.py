@@ -26,8 +26,19 @@ class ResourceGroup:
 class Staging:
     method: str = ranged("directory", one_of=("llio", "local_disk", "directory"))
     local_dir: str = "/tmp/mlperf-hpc-stage"
-    localtmp_gib: int | None = ranged(None, minimum=1)     # Fugaku: LLIO node-local temporary space
+
+
+@dataclass
+class PJMSettings:
+    """What only Fujitsu's job manager (Fugaku) reads: its CPU frequency, LLIO
+    caching and node-local space, and how it distributes the environment."""
+    frequency_mhz: int | None = ranged(None, minimum=1)
+    llio_gfscache: str | None = None
+    localtmp_gib: int | None = ranged(None, minimum=1)      # LLIO node-local temporary space a job asks for
     max_localtmp_gib: int | None = ranged(None, minimum=1)  # and the most the system grants
+    # Distribute the Python environment and the harness to the nodes' cache
+    # (dir_transfer) instead of every node reading the shared file system.
+    distribute_environment: str | None = None
 
 
 @dataclass
@@ -68,16 +79,12 @@ class System:
     default_resource_group: str = ""
     resource_groups: dict[str, ResourceGroup] = field(default_factory=dict)
     max_job_nodes: int | None = ranged(None, minimum=1)   # the system's largest job, over every group
-    frequency_mhz: int | None = ranged(None, minimum=1)
-    llio_gfscache: str | None = None
     setup: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
     mpi_args: list[str] = field(default_factory=list)     # the launcher's transport settings
     binding: Binding = field(default_factory=Binding)
-    # Distribute the Python environment and the harness to the nodes' cache
-    # (Fugaku: dir_transfer) instead of every node reading the shared FS.
-    distribute_environment: str | None = None
     staging: Staging = field(default_factory=Staging)
+    pjm: PJMSettings = field(default_factory=PJMSettings)
     # "benchmark/layout" -> the train samples/s per node expected there.
     references: dict[str, Reference] = field(default_factory=dict)
     # What a submission's systems/<name>.json says that only the site knows
@@ -104,6 +111,10 @@ def load_system(name: str) -> System:
         raise HarnessError(f"unknown system '{name}': use one of {', '.join(available_systems())} "
                            f"(or add launch/systems/{name}.yaml, or a directory of your own in {SYSTEMS_ENV})")
     system = load_config(path, System)
+    pjm = system.pjm
+    if pjm.localtmp_gib and pjm.max_localtmp_gib and pjm.localtmp_gib > pjm.max_localtmp_gib:
+        raise HarnessError(f"{path}: pjm.localtmp_gib {pjm.localtmp_gib} exceeds the {pjm.max_localtmp_gib} GiB of "
+                           f"node-local space a job may ask for")
     for group_name, group in system.resource_groups.items():
         if group.min_nodes > group.max_nodes:
             raise HarnessError(f"{path}: resource group '{group_name}' has min_nodes {group.min_nodes} above "

@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 import tensorflow.compat.v1 as tf
 
-from parallel.mesh.halos import REBUILT_IN_BACKWARD, BlockContext, gather_axis, move_axis, own_part
+from parallel.mesh.halos import REBUILT_IN_BACKWARD, BlockContext, gather_axis, own_part
 from parallel.mtf_compat import mesh_tensorflow
 
 mtf = mesh_tensorflow()

@@ -89,11 +89,14 @@ def test_impossible_jobs_are_refused(change, message):
     assert message in str(err.value)
 
 
-def test_llio_space_above_the_system_limit_is_refused():
-    job = job_for("fugaku_data")
-    job.system.staging.localtmp_gib = 90                      # pjsub refuses more than 87 GiB (PJM 0049)
-    with pytest.raises(HarnessError, match="localtmp_gib 90 exceeds the 87 GiB of node-local space"):
-        job.validate()
+def test_llio_space_above_the_system_limit_is_refused(tmp_path):
+    fugaku = yaml.safe_load((REPO / "launch" / "systems" / "fugaku.yaml").read_text())
+    fugaku["pjm"]["localtmp_gib"] = 90                        # pjsub refuses more than 87 GiB (PJM 0049)
+    (tmp_path / "fugaku.yaml").write_text(yaml.safe_dump(fugaku))
+    result = cli("launch", "render", "--system", "fugaku", "--nodes", "1", "--group", "hp1",
+                 env={"MLPERF_HPC_SYSTEMS": str(tmp_path)})
+    assert result.returncode == 2 and result.stderr.strip().endswith(
+        "pjm.localtmp_gib 90 exceeds the 87 GiB of node-local space a job may ask for")
 
 
 def test_gpu_systems_run_one_rank_per_gpu():

@@ -6,7 +6,7 @@ from cosmoflow.config import CosmoFlowConfig
 from core.config import load_config
 from core.errors import HarnessError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_shipped_configs_load():
