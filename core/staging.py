@@ -82,12 +82,12 @@ def _private_dir(path: Path, stage_dir: Path) -> None:
                             f"--stage-dir")
 
 
-def is_current(src: str | Path, dst: Path) -> bool:
-    """Whether ``dst`` is a copy of ``src`` as it is now (its manifest
-    records ``src``'s present size and modification time)."""
+def _is_copy_of(dst: Path, identity: dict) -> bool:
+    """Whether ``dst`` is a copy of the source as ``identity`` describes it
+    now (its manifest records the same size and modification time)."""
     try:
         recorded = json.loads(Path(f"{dst}{MANIFEST_SUFFIX}").read_text())
-        return recorded == _source_identity(src) and dst.stat().st_size == recorded["size"]
+        return recorded == identity and dst.stat().st_size == recorded["size"]
     except (OSError, ValueError, KeyError, TypeError):
         return False
 
@@ -95,12 +95,14 @@ def is_current(src: str | Path, dst: Path) -> bool:
 def stage(files: list[str], stage_dir: str | Path) -> list[str]:
     """Copy files to node-local storage (reusing copies of unchanged sources)
     and return the staged paths, in the same order."""
-    staged = []
+    staged, checked = [], set()
     for src in files:
         dst = staged_path(src, stage_dir)
-        _private_dir(dst.parent, Path(stage_dir).absolute())
-        if not is_current(src, dst):
-            identity = _source_identity(src)
+        if dst.parent not in checked:      # a split's files share their directory
+            _private_dir(dst.parent, Path(stage_dir).absolute())
+            checked.add(dst.parent)
+        identity = _source_identity(src)
+        if not _is_copy_of(dst, identity):
             # A private temporary name: ranks of concurrent instances on one
             # node may stage the same file at the same time.
             tmp = dst.with_name(f"{dst.name}.{os.getpid()}.part")

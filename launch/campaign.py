@@ -101,11 +101,9 @@ def campaign_status(path: str | Path, system) -> list[RunState]:
     finished; aborted, or a job gone without a run_stop: failed), else from
     the scheduler (queued, running)."""
     manifest = read_manifest(path)
-    active: dict[str, str] = {}
-    if get_scheduler(system.scheduler).name != "local":
-        ids = sorted({str(r["job_id"]) for r in manifest["runs"] if r.get("job_id")})
-        for job_id in ids:
-            active.update({j.job_id: j.state for j in status(system, job_id) if j.state in ACTIVE_STATES})
+    active: dict[str, str] = {}            # one question to the scheduler, for every job of the user
+    if get_scheduler(system.scheduler).name != "local" and any(r.get("job_id") for r in manifest["runs"]):
+        active = {j.job_id: j.state for j in status(system) if j.state in ACTIVE_STATES}
     out = []
     for entry in manifest["runs"]:
         log = Path(entry["dir"]) / "result.log"

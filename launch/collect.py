@@ -13,7 +13,7 @@ from pathlib import Path
 from core.errors import HarnessError
 from core.runlog import read_run_log
 from launch.campaign import CAMPAIGN_FILE, run_dirs
-from launch.job import SAFE_NAME
+from launch.job import SAFE_NAME, job_logs
 from launch.system import System
 
 
@@ -110,10 +110,10 @@ def collect(paths: list[str | Path], org: str, system: System, into: str | Path 
     into = Path(into)
     root = into / org
     copied, divisions, max_nodes = [], set(), 0
+    held: dict[Path, tuple[int, set[str]]] = {}     # per results folder: highest index, content hashes
     for path in paths:
         for job_dir in _job_dirs(Path(path)):
-            logs = sorted(job_dir.glob("instance_*.log")) or sorted(job_dir.glob("result.log"))
-            logs = [log for log in logs if not log.is_symlink() and _inside(log, job_dir)]
+            logs = [log for log in job_logs(job_dir) if not log.is_symlink() and _inside(log, job_dir)]
             finished = [(log, read_run_log(log)) for log in logs]
             finished = [(log, run) for log, run in finished if run.run_stop_ms is not None and run.benchmark]
             scaling = "weak" if any(run.instance_id is not None for _, run in finished) else "strong"
@@ -121,16 +121,20 @@ def collect(paths: list[str | Path], org: str, system: System, into: str | Path 
                 if not SAFE_NAME.match(run.benchmark):
                     continue          # a benchmark name that is not a plain word names no folder
                 target = root / "results" / system.name / scaling / run.benchmark
-                target.mkdir(parents=True, exist_ok=True)
-                if not _inside(target, into):
+                if not _inside(target, into):       # before mkdir, which would follow the link
                     raise HarnessError(f"{target} leads out of --into {into} through a link: remove the link")
-                existing = [p for p in target.iterdir() if RESULT_NAME.match(p.name)]
+                target.mkdir(parents=True, exist_ok=True)
+                if target not in held:
+                    existing = [p for p in target.iterdir() if RESULT_NAME.match(p.name)]
+                    held[target] = (max((int(RESULT_NAME.match(p.name).group(1)) for p in existing), default=-1),
+                                    {_content_hash(p) for p in existing if p.is_file() and not p.is_symlink()})
+                highest, hashes = held[target]
                 digest = _content_hash(log)
-                if any(p.is_file() and not p.is_symlink() and _content_hash(p) == digest for p in existing):
+                if digest in hashes:
                     continue
-                index = max((int(RESULT_NAME.match(p.name).group(1)) for p in existing), default=-1) + 1
-                dst = target / f"result_{index}.txt"
+                dst = target / f"result_{highest + 1}.txt"
                 _copy_new(log, dst)
+                held[target] = (highest + 1, hashes | {digest})
                 copied.append(dst)
                 divisions.add(run.division)
                 max_nodes = max(max_nodes, run.nodes * (len(finished) if scaling == "weak" else 1))

@@ -189,6 +189,12 @@ class JobSpec:
                                        f"an earlier run, which the job would refuse to overwrite: pass a new --job-dir")
 
     def log_path(self, instance: int, run: int = 0) -> Path:
+        """Where a run's log lands (``job_logs`` finds them again)."""
         if self.runs > 1:
             return Path(self.job_dir) / f"run_{run}" / "result.log"
         return Path(self.job_dir) / (f"instance_{instance}.log" if self.instances > 1 else "result.log")
+
+
+def job_logs(job_dir: Path) -> list[Path]:
+    """The logs a job directory holds: its weak-scaling instances' or its one run's."""
+    return sorted(job_dir.glob("instance_*.log")) or sorted(job_dir.glob("result.log"))

@@ -132,7 +132,6 @@ class LogVerdict:
     group: str = ""
     official_tools_may_read: bool = True   # False: unreadable, or a value names a rules file
 
-
     @property
     def reason(self) -> str:
         return "; ".join(self.reasons)

@@ -12,7 +12,7 @@ from typing import Any
 from core.benchmark import benchmark_names
 from core.config import Valid
 from core.errors import HarnessError
-from launch.job import SAFE_NAME, JobSpec
+from launch.job import SAFE_NAME, JobSpec, job_logs
 from launch.system import available_systems, load_system
 from mlperf_hpc.arguments import int_in
 from mlperf_hpc.results_cli import add_store_option, open_store
@@ -92,6 +92,7 @@ def _cmd_launch(args: argparse.Namespace) -> int:
         if store is not None:
             _record_campaign(store, f"{base.name}-sweep-{manifest['created']}", manifest["created"], base, "sweep",
                              [Path(p["job_dir"]) for p in manifest["points"]])
+            store.close()
     elif args.action == "collect":
         if not SAFE_NAME.match(args.org):
             raise HarnessError(f"--org {args.org!r} may only contain letters, digits, '.', '_' and '-'")
@@ -126,6 +127,7 @@ def _submit_campaign(job: JobSpec, args: argparse.Namespace) -> int:
         return 0
     records = _record_campaign(store, manifest["campaign"], manifest["created"], job, "runs",
                                [Path(entry["dir"]) for entry in manifest["runs"]])
+    store.close()
     failed = sum(r is None or r.status != "success" for r in records)
     if job.system.scheduler == "local":     # a run that died before its log counts too
         failed += runs - len(records)
@@ -144,10 +146,7 @@ def _record_campaign(store, campaign: str, created: str, job: JobSpec, kind: str
 
     store.record_campaign(CampaignRecord(campaign, created, job.system.name, job.benchmark, kind, len(dirs),
                                          job.job_dir, harness_commit()))
-    logs = [log for d in dirs for log in sorted(d.glob("instance_*.log")) or sorted(d.glob("result.log"))]
-    records = [store.record_log(log, system=job.system.name, campaign=campaign) for log in logs]
-    store.close()
-    return records
+    return [store.record_log(log, system=job.system.name, campaign=campaign) for d in dirs for log in job_logs(d)]
 
 
 def _campaign_status(args: argparse.Namespace) -> int:

@@ -62,14 +62,15 @@ class CampaignRecord:
     created: str
     system: str
     benchmark: str
-    kind: str                      # runs (submit --runs), sweep, collect
+    kind: str                      # runs (submit --runs) or sweep
     runs: int
     job_dir: str
     harness_commit: str
 
 
-_COLUMN_TYPES = {int: "INTEGER", float: "REAL", str: "VARCHAR(512)", "int | None": "INTEGER",
-                 "float | None": "REAL", "int": "INTEGER", "float": "REAL", "str": "VARCHAR(512)"}
+# The records' annotations, as strings (postponed evaluation), to SQL types.
+_COLUMN_TYPES = {"int": "INTEGER", "int | None": "INTEGER", "float": "REAL", "float | None": "REAL",
+                 "str": "VARCHAR(512)"}
 
 
 def _schema(table: str, record: type, key: str) -> str:

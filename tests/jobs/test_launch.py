@@ -317,6 +317,18 @@ def test_collect_never_overwrites_and_collecting_twice_changes_nothing(tmp_path)
     assert logs[3].read_bytes() not in [p.read_bytes() for p in folder.iterdir() if not p.is_symlink()]
 
 
+def test_collect_refuses_a_tree_that_links_out_and_creates_nothing_there(tmp_path):
+    log = sorted((COLLECT_LOGS / "eos_n64_ngc23.09_pytorch" / "strong" / "cosmoflow").glob("result_*.txt"))[0]
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (tmp_path / "tree" / "acme").mkdir(parents=True)
+    (tmp_path / "tree" / "acme" / "results").symlink_to(elsewhere)
+    result = cli("launch", "collect", str(_finished_job(tmp_path / "a", log)), "--system", "local", "--org", "acme",
+                 "--into", str(tmp_path / "tree"))
+    assert result.returncode == 2 and "leads out of --into" in result.stderr and result.stderr.count("\n") == 1
+    assert list(elsewhere.iterdir()) == []
+
+
 def test_collect_merges_the_system_description(tmp_path):
     logs = sorted((COLLECT_LOGS / "eos_n64_ngc23.09_pytorch" / "strong" / "cosmoflow").glob("result_*.txt"))
     into = tmp_path / "tree"
