@@ -91,6 +91,23 @@ class DeepCAMMesh:
                 if f"{name}/bias" in self.weights else None)
         return halo_conv2d(x, kernel, bias, stride, dilation, name)
 
+    def atrous(self, x: Any, name: str, rate: int) -> Any:
+        """The ASPP's atrous 3x3 convolution: on a field over which both its
+        off-centre rows and columns only meet padding
+        (``deepcam.model.overreaches``), the 1x1 convolution of the kernel's
+        centre it reduces to, with no halo to exchange; otherwise the
+        dilated convolution with halos of ``rate``."""
+        # [groups, batch, h_blocks, w_blocks, h, w, c]; the block axes may be
+        # gathered ones (of size 1) under other names.
+        sizes = [dim.size for dim in x.shape.dims]
+        field = [sizes[2] * sizes[4], sizes[3] * sizes[5]]
+        if not all(keras_model.overreaches(rate, size) for size in field):
+            return self.conv(x, name, dilation=rate)
+        kernel = self._weight(x.mesh, f"{name}/kernel", self.weights[f"{name}/kernel"])
+        for dim in kernel.shape.dims[:2]:
+            kernel = mtf.slice(kernel, 1, 1, dim.name)
+        return halo_conv2d(x, kernel, None, name=name)
+
     def depthwise(self, x: Any, name: str, stride: int = 1, dilation: int = 1) -> Any:
         kernel = self._weight(x.mesh, f"{name}/depthwise_kernel", self.weights[f"{name}/depthwise_kernel"])
         return depthwise_conv2d(x, kernel, stride, dilation, name)
@@ -164,7 +181,7 @@ class DeepCAMMesh:
 
         branches = [relu(self.batch_norm(self.conv(x, "aspp_1x1"), "aspp_1x1_bn"))]
         for rate in m.aspp_rates:
-            branches.append(relu(self.batch_norm(self.conv(x, f"aspp_rate{rate}", dilation=rate),
+            branches.append(relu(self.batch_norm(self.atrous(x, f"aspp_rate{rate}", rate),
                                                  f"aspp_rate{rate}_bn")))
         branches.append(self._image_pool(x))
         x = mtf.concat(branches, CHANNELS)

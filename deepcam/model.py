@@ -70,6 +70,48 @@ def transposed_conv_2x(x: tf.Tensor, kernel: tf.Tensor, bias: tf.Tensor | None, 
     return y + bias if bias is not None else y
 
 
+def overreaches(rate: int, size: int) -> bool:
+    """Whether a 3x3 kernel at dilation ``rate``, over a map axis of
+    ``size`` zero-padded by ``rate``, has off-centre taps that only ever
+    meet the padding: pixel i's taps i - rate and i + rate lie inside only
+    when rate <= i <= size - 1 - rate, which no i satisfies once rate >= size."""
+    return rate >= size
+
+
+def atrous_conv2d(x: tf.Tensor, kernel: tf.Tensor, rate: int) -> tf.Tensor:
+    """``x`` [B, H, W, C] convolved with the 3x3 ``kernel`` at dilation
+    ``rate``, zero-padded by ``rate`` on every side: the kernel's rows
+    (columns) that only meet padding dropped, as ``overreaches``, so a
+    small map runs the 3x1, 1x3 or 1x1 convolution this reduces to; the
+    rest is TensorFlow's direct dilated kernel. (Keras' dilated ``Conv2D``
+    lowers to SpaceToBatchND, a convolution and BatchToSpaceND, whose work
+    on a small map is mostly padding.)"""
+    keep = [slice(1, 2) if overreaches(rate, size) else slice(None) for size in x.shape[1:3]]
+    kernel = kernel[keep[0], keep[1]]
+    kept = [side == 3 for side in kernel.shape[:2]]
+    dilations = [rate if k else 1 for k in kept]
+    if any(kept):
+        x = tf.pad(x, [[0, 0]] + [[rate, rate] if k else [0, 0] for k in kept] + [[0, 0]])
+    if x.dtype != tf.float32:
+        # Only oneDNN's (float32) and the GPU's kernels take dilations
+        # directly; TensorFlow's own CPU kernels (float64) need the lowering.
+        return tf.nn.convolution(x, kernel, padding="VALID", dilations=dilations)
+    return tf.nn.conv2d(x, kernel, 1, "VALID", dilations=[1, *dilations, 1])
+
+
+class AtrousConv2D(layers.Conv2D):
+    """The ASPP's bias-free atrous 3x3 convolution (``atrous_conv2d``), with
+    the weights of ``conv(x, filters, 3, dilation=rate)``."""
+
+    def __init__(self, filters: int, rate: int, **kwargs):
+        # SAME padding at an odd kernel pads by rate on each side, as ours.
+        super().__init__(filters, 3, padding="same", dilation_rate=rate, use_bias=False, **kwargs)
+        self.rate = rate
+
+    def call(self, x):
+        return atrous_conv2d(x, self.kernel, self.rate)
+
+
 def _pad(x, kernel: int, dilation: int):
     pad = dilation * (kernel // 2)
     return layers.ZeroPadding2D(pad)(x) if pad else x
@@ -153,7 +195,7 @@ def build_model(sample_shape: list[int], entry_channels: list[int], block_channe
     # ASPP: 1x1, atrous 3x3 at each rate, and image pooling.
     branches = [layers.ReLU()(batch_norm(conv(x, aspp_channels, 1, name="aspp_1x1"), "aspp_1x1_bn"))]
     for rate in aspp_rates:
-        branches.append(layers.ReLU()(batch_norm(conv(x, aspp_channels, 3, dilation=rate, name=f"aspp_rate{rate}"),
+        branches.append(layers.ReLU()(batch_norm(AtrousConv2D(aspp_channels, rate, name=f"aspp_rate{rate}")(x),
                                                  f"aspp_rate{rate}_bn")))
     pooled = layers.GlobalAveragePooling2D(keepdims=True)(x)
     pooled = layers.Conv2D(aspp_channels, 1, use_bias=False, name="aspp_pool_conv")(pooled)
