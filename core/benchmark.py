@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     import tensorflow as tf
 
 SPLITS = ("train", "validation")
+RAW_SUFFIX = ".raw"                # of a staged copy in a benchmark's raw format
 
 # name -> "module:attribute" of the benchmark's BenchmarkFacts.
 BENCHMARKS = {"cosmoflow": "cosmoflow.facts:FACTS", "deepcam": "deepcam.facts:FACTS"}
@@ -107,6 +108,7 @@ class Benchmark(abc.ABC):
     ``config.data``, ``config.train``) the driver reads itself."""
     facts: BenchmarkFacts
     shard_style = "round_robin"    # how dataset_files are split among replicas (see staging.shard)
+    input_dtype = "float32"        # of the samples as the pipelines yield them (their stored dtype)
 
     def load_config(self, path: str | Path | None = None, overrides: dict[str, Any] | None = None,
                     sources: dict[str, str] | None = None) -> BenchmarkConfig:
@@ -135,6 +137,16 @@ class Benchmark(abc.ABC):
     def hyperparameters(self, config: Any, global_batch: int, ranks_per_sample: int) -> dict[str, Any]:
         """MLPerf keys (opt_*, dropout, ...) and their values for the log;
         ``ranks_per_sample`` is how many processes split each sample."""
+
+    def normalise(self, config: Any, x: "tf.Tensor") -> "tf.Tensor":
+        """Samples as the pipelines yield them (raw, ``input_dtype``) to what
+        the model takes. Every trainer runs it as the first operation of its
+        training and evaluation steps, on the device that trains, so the
+        host pipeline only reads and batches: the per-voxel arithmetic
+        would otherwise cost host cores an accelerator is waiting on.
+        Elementwise over channels-last samples of any leading shape, so a
+        spatial layout normalises just its own block."""
+        return x
 
     @abc.abstractmethod
     def loss(self, labels: "tf.Tensor", predictions: "tf.Tensor") -> "tf.Tensor":
@@ -169,15 +181,29 @@ class Benchmark(abc.ABC):
         """This replica's fixed share of a split's files."""
         return staging.shard(self.dataset_files(config, split), n_shards, shard_index, self.shard_style)
 
+    def reads_raw(self, config: Any) -> bool:
+        """Whether the pipelines read staged copies in the raw format."""
+        return bool(config.data.stage_dir) and config.data.stage_format == "raw"
+
+    def write_raw(self, config: Any, src: str, dst: Path) -> None:
+        """Write the samples of the data file ``src`` to ``dst`` in this
+        benchmark's raw staging format; a bad sample is a one-line HarnessError."""
+        raise HarnessError(f"{self.facts.name} has no raw staging format: set data.stage_format to copy")
+
     def local_files(self, config: Any, split: str, shard_index: int, n_shards: int) -> list[str]:
         """Where this replica reads its share from: staged copies, if staged."""
-        return staging.local_paths(self.shard_files(config, split, shard_index, n_shards), config.data.stage_dir)
+        return staging.local_paths(self.shard_files(config, split, shard_index, n_shards), config.data.stage_dir,
+                                   RAW_SUFFIX if self.reads_raw(config) else "")
 
     def stage(self, config: Any, shard_index: int, n_shards: int) -> None:
-        """Copy this replica's files to node-local storage, if configured."""
-        if config.data.stage_dir:
-            for split in SPLITS:
-                staging.stage(self.shard_files(config, split, shard_index, n_shards), config.data.stage_dir)
+        """Copy this replica's files to node-local storage, or write them in
+        the raw format as they are copied, if configured."""
+        if not config.data.stage_dir:
+            return
+        convert = (lambda src, dst: self.write_raw(config, src, dst)) if self.reads_raw(config) else None
+        for split in SPLITS:
+            staging.stage(self.shard_files(config, split, shard_index, n_shards), config.data.stage_dir,
+                          convert, RAW_SUFFIX)
 
     def explain_data_error(self, config: Any, shard_index: int, n_shards: int, error: Exception) -> Exception:
         """Turn an input-pipeline failure into a one-line error naming the file."""

@@ -105,6 +105,10 @@ class DataConfig:
     # Where staging sits: inside init (untimed; the HPC v3.0 rules allow it,
     # within init's 30 minutes) or after run_start (timed, as v1.0/v2.0 require).
     staging: str = ranged("init", one_of=("init", "timed"))
+    # What staging writes: the files as they are, or the samples converted
+    # to the benchmark's raw format (fixed-size records the pipeline reads
+    # with no decompression or parsing; see each benchmark's data module).
+    stage_format: str = ranged("copy", one_of=("copy", "raw"))
     n_train: int = ranged(1, minimum=1)
     n_valid: int = ranged(1, minimum=1)
     batch_size: int = ranged(1, minimum=1)       # per data-parallel replica
@@ -153,6 +157,9 @@ class BenchmarkConfig:
     def validate(self, source: str) -> None:
         """Refuse, in one line naming the keys, values that are each in range
         but do not work together. Benchmarks extend it (and call it)."""
+        if self.data.stage_format == "raw" and not self.data.stage_dir:
+            raise HarnessError(f"config {source}: data.stage_format raw converts the samples as they are "
+                               f"staged, so it needs data.stage_dir (--stage-dir): set one, or stage_format copy")
         if self.data.staging == "init" and self.mlperf.benchmark_version != UNTIMED_STAGING_RULESET:
             raise HarnessError(f"config {source}: data.staging 'init' (untimed staging) needs the hpc "
                                f"{UNTIMED_STAGING_RULESET} rules; "

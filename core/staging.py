@@ -23,6 +23,7 @@ import os
 import shutil
 import stat
 from pathlib import Path
+from typing import Callable
 
 from core.errors import RankError
 
@@ -43,26 +44,28 @@ def shard(files: list[str], n_shards: int, index: int, style: str = "round_robin
     raise ValueError(f"unknown shard style {style!r}: use one of {SHARD_STYLES}")
 
 
-def staged_path(src: str, stage_dir: str | Path) -> Path:
-    """Where ``src`` lives once staged: keyed by its dataset directory, so two
-    datasets with the same file names never share a staged copy."""
+def staged_path(src: str, stage_dir: str | Path, suffix: str = "") -> Path:
+    """Where ``src`` lives once staged (``suffix`` names a converted copy):
+    keyed by its dataset directory, so two datasets with the same file
+    names never share a staged copy."""
     source = Path(src).absolute()
     dataset = hashlib.sha1(str(source.parent.parent).encode()).hexdigest()[:12]
-    return Path(stage_dir) / dataset / source.parent.name / source.name
+    return Path(stage_dir) / dataset / source.parent.name / f"{source.name}{suffix}"
 
 
-def local_paths(files: list[str], stage_dir: str | Path | None) -> list[str]:
+def local_paths(files: list[str], stage_dir: str | Path | None, suffix: str = "") -> list[str]:
     """Where a replica reads ``files`` from: their staged copies, or the
     files themselves when nothing is staged."""
-    return [str(staged_path(f, stage_dir)) for f in files] if stage_dir else files
+    return [str(staged_path(f, stage_dir, suffix)) for f in files] if stage_dir else files
 
 
 MANIFEST_SUFFIX = ".staged.json"
 
 
-def _source_identity(path: str | Path) -> dict:
+def _source_identity(path: str | Path, kind: str) -> dict:
     info = os.stat(path)
-    return {"source": str(Path(path).absolute()), "size": info.st_size, "mtime_ns": info.st_mtime_ns}
+    return {"source": str(Path(path).absolute()), "size": info.st_size, "mtime_ns": info.st_mtime_ns,
+            "kind": kind}
 
 
 def _private_dir(path: Path, stage_dir: Path) -> None:
@@ -84,32 +87,44 @@ def _private_dir(path: Path, stage_dir: Path) -> None:
 
 def _is_copy_of(dst: Path, identity: dict) -> bool:
     """Whether ``dst`` is a copy of the source as ``identity`` describes it
-    now (its manifest records the same size and modification time)."""
+    now (its manifest records the same size, modification time and kind of
+    copy, and the copy's own size)."""
     try:
         recorded = json.loads(Path(f"{dst}{MANIFEST_SUFFIX}").read_text())
-        return recorded == identity and dst.stat().st_size == recorded["size"]
-    except (OSError, ValueError, KeyError, TypeError):
+        staged_size = recorded.pop("staged_size")
+        return recorded == identity and dst.stat().st_size == staged_size
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return False
 
 
-def stage(files: list[str], stage_dir: str | Path) -> list[str]:
-    """Copy files to node-local storage (reusing copies of unchanged sources)
-    and return the staged paths, in the same order."""
+def stage(files: list[str], stage_dir: str | Path, convert: Callable[[str, Path], None] | None = None,
+          suffix: str = "") -> list[str]:
+    """Copy files to node-local storage, or with ``convert(src, dst)`` write
+    each converted to ``its name + suffix`` (reusing copies of unchanged
+    sources), and return the staged paths, in the same order."""
     staged, checked = [], set()
+    kind = suffix if convert else "copy"
     for src in files:
-        dst = staged_path(src, stage_dir)
+        dst = staged_path(src, stage_dir, suffix if convert else "")
         if dst.parent not in checked:      # a split's files share their directory
             _private_dir(dst.parent, Path(stage_dir).absolute())
             checked.add(dst.parent)
-        identity = _source_identity(src)
+        identity = _source_identity(src, kind)
         if not _is_copy_of(dst, identity):
             # A private temporary name: ranks of concurrent instances on one
             # node may stage the same file at the same time.
             tmp = dst.with_name(f"{dst.name}.{os.getpid()}.part")
-            shutil.copyfile(src, tmp)
+            try:
+                if convert:
+                    convert(src, tmp)
+                else:
+                    shutil.copyfile(src, tmp)
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
             tmp.replace(dst)
             manifest = dst.with_name(f"{dst.name}{MANIFEST_SUFFIX}.{os.getpid()}.part")
-            manifest.write_text(json.dumps(identity))
+            manifest.write_text(json.dumps({**identity, "staged_size": dst.stat().st_size}))
             manifest.replace(f"{dst}{MANIFEST_SUFFIX}")
         staged.append(str(dst))
     return staged

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import tensorflow as tf
@@ -12,7 +13,7 @@ from cosmoflow.facts import FACTS
 from cosmoflow.config import CosmoFlowConfig
 from cosmoflow.model import build_model
 from core import mllogging
-from core.benchmark import Benchmark, Pipelines
+from core.benchmark import RAW_SUFFIX, Benchmark, Pipelines
 from core.errors import HarnessError
 
 
@@ -52,6 +53,7 @@ class CosmoFlow(Benchmark):
     """The reference model, SGD with the reference schedule, MSE loss, MAE metric."""
 
     facts = FACTS
+    input_dtype = "int16"
 
     def build_model(self, config: CosmoFlowConfig) -> tf.keras.Model:
         m = config.model
@@ -66,6 +68,10 @@ class CosmoFlow(Benchmark):
         if m.l2 > 0:
             raise HarnessError(f"model.l2={m.l2}: the spatial layouts do not apply L2 regularisation; "
                                f"set model.l2 to 0 or use --layout data")
+        if not config.data.apply_log:
+            raise HarnessError("data.apply_log=false divides each sample by its own mean, which a process "
+                               "holding one block of it cannot find: set data.apply_log to true (the "
+                               "reference's) or use --layout data")
         return CosmoFlowMesh(list(config.data.sample_shape), split, kernel_size=m.kernel_size,
                              conv_size=m.conv_size, n_conv_layers=m.n_conv_layers, fc1_size=m.fc1_size,
                              fc2_size=m.fc2_size, dropout=m.dropout, momentum=config.optimizer.momentum)
@@ -104,12 +110,17 @@ class CosmoFlow(Benchmark):
         return data.list_files(d.data_dir, split, d.format, n, d.samples_per_file)
 
     def check_file(self, config: CosmoFlowConfig, path: str) -> None:
-        data.check_file(path, config.data.format, config.data.compression, config.data.sample_shape)
+        fmt = "raw" if path.endswith(RAW_SUFFIX) else config.data.format
+        data.check_file(path, fmt, config.data.compression, config.data.sample_shape)
+
+    def write_raw(self, config: CosmoFlowConfig, src: str, dst: Path) -> None:
+        d = config.data
+        data.write_raw(dst, *data.read_checked(src, d.format, d.compression, d.sample_shape))
 
     def pipelines(self, config: CosmoFlowConfig, shard_index: int, n_shards: int, seed: int) -> Pipelines:
         d = config.data
-        common = dict(fmt=d.format, compression=d.compression, sample_shape=d.sample_shape,
-                      batch_size=d.batch_size, shuffle=d.shuffle, apply_log=d.apply_log, prefetch=d.prefetch,
+        common = dict(fmt="raw" if self.reads_raw(config) else d.format, compression=d.compression, sample_shape=d.sample_shape,
+                      batch_size=d.batch_size, shuffle=d.shuffle, prefetch=d.prefetch,
                       n_parallel_reads=d.n_parallel_reads, seed=seed + shard_index,
                       samples_per_file=d.samples_per_file, cache=d.cache)
         train_files = self.local_files(config, "train", shard_index, n_shards)
@@ -119,6 +130,13 @@ class CosmoFlow(Benchmark):
         self.check_file(config, train_files[0])
         return Pipelines(data.make_pipeline(train_files, training=True, **common),
                          data.make_pipeline(valid_files, training=False, **common), d.n_train, d.n_valid)
+
+    def normalise(self, config: CosmoFlowConfig, x: tf.Tensor) -> tf.Tensor:
+        x = tf.cast(x, tf.float32)
+        if config.data.apply_log:
+            return tf.math.log1p(x)
+        # The reference's other option: each sample over its own mean.
+        return x / tf.reduce_mean(x, axis=list(range(1, x.shape.rank)), keepdims=True)
 
     def loss(self, labels: tf.Tensor, predictions: tf.Tensor) -> tf.Tensor:
         return tf.reduce_mean(tf.square(labels - predictions))

@@ -6,14 +6,22 @@ target parameters). HDF5 variant: datasets ``x`` [n, D, H, W, C] int16 and
 ``y`` [n, 4] float32 per file. Files live under ``train/`` and
 ``validation/``.
 
+Raw (a staged copy only, ``data.stage_format: raw``): one file per source
+file, its samples as fixed-size records, each the volume's int16 values then
+the four float32 targets, little-endian; read with no decompression and no
+parsing.
+
 The pipeline follows the reference: the sorted file list is cut to the
 sample count and split into a fixed shard per data-parallel replica (so each
 replica can stage exactly its files to node-local storage, and every sample of
 an epoch is seen by exactly one replica), shuffled per epoch within the shard,
-parsed, ``log(x + 1)``-normalised, repeated, batched and prefetched.
+parsed, repeated, batched and prefetched. The volumes stay int16: the
+``log(x + 1)`` normalisation is the first operation of the training step
+(``CosmoFlow.normalise``), on the device that trains.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import h5py
@@ -24,6 +32,11 @@ from core.benchmark import SplitPipeline
 from core.errors import HarnessError
 SUFFIX = {"tfrecord": ".tfrecord", "hdf5": ".h5"}
 N_TARGETS = 4
+RAW_VOLUME, RAW_TARGETS = np.dtype("<i2"), np.dtype("<f4")
+
+
+def raw_record_bytes(sample_shape: list[int]) -> int:
+    return int(np.prod(sample_shape)) * RAW_VOLUME.itemsize + N_TARGETS * RAW_TARGETS.itemsize
 
 
 # --- writing -----------------------------------------------------------------
@@ -44,6 +57,14 @@ def write_hdf5(path: Path, volumes: np.ndarray, targets: np.ndarray) -> None:
     with h5py.File(path, "w") as f:
         f.create_dataset("x", data=volumes.astype(np.int16), compression="gzip", compression_opts=1)
         f.create_dataset("y", data=targets.astype(np.float32))
+
+
+def write_raw(path: Path, volumes: list[np.ndarray] | np.ndarray, targets: np.ndarray) -> None:
+    """Samples as raw records (see the module docstring)."""
+    with open(path, "wb") as f:
+        for volume, target in zip(volumes, targets):
+            f.write(np.asarray(volume, RAW_VOLUME).tobytes())
+            f.write(np.asarray(target, RAW_TARGETS).tobytes())
 
 
 # --- file lists and validation --------------------------------------------------
@@ -81,6 +102,20 @@ def read_file(path: str, fmt: str, compression: str | None) -> tuple[np.ndarray,
 def check_file(path: str, fmt: str, compression: str | None, sample_shape: list[int]) -> None:
     """Raise a one-line HarnessError if a file is unreadable or holds a sample
     of the wrong shape."""
+    if fmt == "raw":
+        size, record = os.path.getsize(path), raw_record_bytes(sample_shape)
+        if size == 0 or size % record:
+            raise HarnessError(f"staged raw file {path} holds {size} bytes, not whole records of {record} "
+                               f"(a {'x'.join(map(str, sample_shape))} volume and its targets): remove it, "
+                               f"and staging writes it again")
+    else:
+        read_checked(path, fmt, compression, sample_shape)
+
+
+def read_checked(path: str, fmt: str, compression: str | None,
+                 sample_shape: list[int]) -> tuple[list[np.ndarray], np.ndarray]:
+    """``read_file``, raising a one-line HarnessError if the file is
+    unreadable or holds a sample of the wrong shape."""
     expected = int(np.prod(sample_shape))
     try:
         volumes, targets = read_file(path, fmt, compression)
@@ -94,6 +129,7 @@ def check_file(path: str, fmt: str, compression: str | None, sample_shape: list[
                                f"or regenerate the data")
         if np.shape(target) != (N_TARGETS,):
             raise HarnessError(f"sample in {path} has {np.size(target)} targets, expected {N_TARGETS}")
+    return volumes, targets
 
 
 # --- the pipeline --------------------------------------------------------------
@@ -107,19 +143,39 @@ def _parse_tfrecord(record: tf.Tensor, sample_shape: list[int]) -> tuple[tf.Tens
     return volume, features["y"]
 
 
-def _hdf5_samples(files: list[str], sample_shape: list[int]):
-    def generate(path):
-        with h5py.File(path.decode(), "r") as f:
-            for volume, target in zip(f["x"], f["y"]):
-                yield volume.reshape(sample_shape), target
-    signature = (tf.TensorSpec(sample_shape, tf.int16), tf.TensorSpec([N_TARGETS], tf.float32))
-    return lambda path: tf.data.Dataset.from_generator(generate, output_signature=signature, args=(path,))
+def _parse_raw(record: tf.Tensor, sample_shape: list[int]) -> tuple[tf.Tensor, tf.Tensor]:
+    # The record as int16 values: the volume's, then the targets' float32
+    # bytes as pairs of int16, cast back bit for bit.
+    values = tf.io.decode_raw(record, tf.int16)
+    n = int(np.prod(sample_shape))
+    return (tf.reshape(values[:n], sample_shape),
+            tf.bitcast(tf.reshape(values[n:], [N_TARGETS, 2]), tf.float32))
+
+
+def _read_hdf5(path: bytes, samples_per_file: int, sample_shape: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """A file's samples read straight into preallocated arrays."""
+    volumes = np.empty([samples_per_file] + sample_shape, np.int16)
+    targets = np.empty([samples_per_file, N_TARGETS], np.float32)
+    with h5py.File(path.decode(), "r") as f:
+        f["x"].read_direct(volumes, np.s_[:samples_per_file])
+        f["y"].read_direct(targets, np.s_[:samples_per_file])
+    return volumes, targets
+
+
+def _hdf5_samples(sample_shape: list[int], samples_per_file: int):
+    def read(path):
+        volumes, targets = tf.numpy_function(lambda p: _read_hdf5(p, samples_per_file, sample_shape), [path],
+                                             [tf.int16, tf.float32], stateful=False)
+        volumes.set_shape([samples_per_file] + sample_shape)
+        targets.set_shape([samples_per_file, N_TARGETS])
+        return tf.data.Dataset.from_tensor_slices((volumes, targets))
+    return read
 
 
 def make_pipeline(files: list[str], fmt: str, compression: str | None, sample_shape: list[int],
-                  batch_size: int, training: bool, shuffle: bool, apply_log: bool, prefetch: int,
+                  batch_size: int, training: bool, shuffle: bool, prefetch: int,
                   n_parallel_reads: int, seed: int, samples_per_file: int, cache: bool = False) -> SplitPipeline:
-    """Dataset over this replica's files. Training: shuffled per epoch,
+    """Dataset of raw (int16 volumes, targets) over this replica's files. Training: shuffled per epoch,
     repeated, full batches only. Validation: the same pass repeated, its last
     batch partial; read ``steps`` batches per evaluation. With ``cache`` the
     decoded int16 volumes are kept in memory after the first epoch reads
@@ -134,21 +190,19 @@ def make_pipeline(files: list[str], fmt: str, compression: str | None, sample_sh
         ds = ds.interleave(read, cycle_length=n_parallel_reads, num_parallel_calls=tf.data.AUTOTUNE,
                            deterministic=True)
         ds = ds.map(lambda r: _parse_tfrecord(r, sample_shape), num_parallel_calls=tf.data.AUTOTUNE)
+    elif fmt == "raw":
+        read = lambda path: tf.data.FixedLengthRecordDataset(path, raw_record_bytes(sample_shape))
+        ds = ds.interleave(read, cycle_length=n_parallel_reads, num_parallel_calls=tf.data.AUTOTUNE,
+                           deterministic=True)
+        ds = ds.map(lambda r: _parse_raw(r, sample_shape), num_parallel_calls=tf.data.AUTOTUNE)
     else:
-        ds = ds.interleave(_hdf5_samples(files, sample_shape), cycle_length=n_parallel_reads,
+        ds = ds.interleave(_hdf5_samples(sample_shape, samples_per_file), cycle_length=n_parallel_reads,
                            num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if cache:
         ds = ds.cache()
         if training and shuffle:
             ds = ds.shuffle(n_samples, seed=seed, reshuffle_each_iteration=True)
 
-    def normalise(volume, target):
-        volume = tf.cast(volume, tf.float32)
-        if apply_log:
-            return tf.math.log1p(volume), target
-        return volume / tf.reduce_mean(volume), target
-
-    ds = ds.map(normalise, num_parallel_calls=tf.data.AUTOTUNE)
     if training:
         ds = ds.repeat().batch(batch_size, drop_remainder=True)
         steps = n_samples // batch_size

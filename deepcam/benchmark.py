@@ -92,21 +92,31 @@ class DeepCAM(Benchmark):
     def check_file(self, config: DeepCAMConfig, path: str) -> None:
         data.read_sample(path, config.data.sample_shape)
 
+    def write_raw(self, config: DeepCAMConfig, src: str, dst: Path) -> None:
+        data.write_raw(dst, *data.read_sample(src, config.data.sample_shape))
+
     def pipelines(self, config: DeepCAMConfig, shard_index: int, n_shards: int, seed: int) -> Pipelines:
         d = config.data
         train_files = self.local_files(config, "train", shard_index, n_shards)
         valid_files = self.local_files(config, "validation", shard_index, n_shards)
-        stats = data.read_stats(d.data_dir, d.sample_shape[2])
-        # One sample up front: a wrong shape or missing labels is one clear
-        # line rather than a failure inside the first training step.
+        # The stats and one sample up front: a wrong channel count, shape or
+        # missing labels is one clear line rather than a failure inside the
+        # first training step (which reads the stats as it is traced).
+        data.read_stats(d.data_dir, d.sample_shape[2])
         self.check_file(config, train_files[0])
-        common = dict(sample_shape=d.sample_shape, stats=stats, batch_size=d.batch_size, shuffle=d.shuffle,
+        common = dict(sample_shape=d.sample_shape, batch_size=d.batch_size, shuffle=d.shuffle,
                       prefetch=d.prefetch, n_parallel_reads=d.n_parallel_reads, seed=seed + shard_index,
                       cache=d.cache)
         # Every replica runs the steps its smallest peer's block allows.
         steps = (d.n_train // n_shards) // d.batch_size
         return Pipelines(data.make_pipeline(train_files, training=True, steps=steps, **common),
                          data.make_pipeline(valid_files, training=False, **common), d.n_train, d.n_valid)
+
+    def normalise(self, config: DeepCAMConfig, x: tf.Tensor) -> tf.Tensor:
+        # Min-max scaling per channel with the dataset's stats.h5, read as the
+        # step is traced and kept in the step as constants.
+        minval, maxval = data.read_stats(config.data.data_dir, config.data.sample_shape[2])
+        return (x - minval) * (1.0 / (maxval - minval))
 
     def loss(self, labels: tf.Tensor, predictions: tf.Tensor) -> tf.Tensor:
         return tf.reduce_mean(weighted_cross_entropy(labels, predictions))

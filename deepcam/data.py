@@ -5,11 +5,16 @@ One HDF5 file per sample under ``train/`` and ``validation/``:
 ``climate/labels_0`` integer [H, W] with 0 background, 1 tropical cyclone,
 2 atmospheric river. ``stats.h5`` beside the split directories holds
 ``climate/minval`` and ``climate/maxval`` per channel; samples are min-max
-normalised with them, ``(x - minval) / (maxval - minval)``.
+normalised with them, ``(x - minval) / (maxval - minval)``, as the first
+operation of the training step (``DeepCAM.normalise``).
 
 As in the reference, the sorted file list is cut to the sample count and
 split into contiguous blocks, one per data-parallel replica (so a replica
 can stage exactly its files); each replica shuffles its block every epoch.
+
+Raw (a staged copy only, ``data.stage_format: raw``): one file per sample,
+the fields' float32 values then the labels' int32 values, little-endian,
+read whole and cut in two with no HDF5 library in the way.
 """
 from __future__ import annotations
 
@@ -19,12 +24,13 @@ import h5py
 import numpy as np
 import tensorflow as tf
 
-from core.benchmark import SplitPipeline
+from core.benchmark import RAW_SUFFIX, SplitPipeline
 from core.errors import HarnessError
 from deepcam.facts import STATS_FILE
 from deepcam.objective import N_CLASSES
 
 DATA_KEY, LABELS_KEY = "climate/data", "climate/labels_0"
+RAW_FIELDS, RAW_LABELS = np.dtype("<f4"), np.dtype("<i4")
 MIN_KEY, MAX_KEY = "climate/minval", "climate/maxval"
 
 
@@ -34,6 +40,17 @@ def write_sample(path: Path, fields: np.ndarray, labels: np.ndarray) -> None:
     with h5py.File(path, "w") as f:
         f.create_dataset(DATA_KEY, data=fields.astype(np.float32))
         f.create_dataset(LABELS_KEY, data=labels.astype(np.int32))
+
+
+def write_raw(path: Path, fields: np.ndarray, labels: np.ndarray) -> None:
+    with open(path, "wb") as f:
+        f.write(np.asarray(fields, RAW_FIELDS).tobytes())
+        f.write(np.asarray(labels, RAW_LABELS).tobytes())
+
+
+def raw_sample_bytes(sample_shape: list[int]) -> int:
+    height, width, channels = sample_shape
+    return height * width * (channels * RAW_FIELDS.itemsize + RAW_LABELS.itemsize)
 
 
 def write_stats(path: Path, minval: np.ndarray, maxval: np.ndarray) -> None:
@@ -72,17 +89,10 @@ def read_stats(data_dir: str | Path, n_channels: int) -> tuple[np.ndarray, np.nd
 def read_sample(path: str, sample_shape: list[int]) -> tuple[np.ndarray, np.ndarray]:
     """One sample's fields [H, W, C] float32 and labels [H, W] int32; raises a
     one-line HarnessError naming the file and the problem."""
-    try:
-        with h5py.File(path, "r") as f:
-            if LABELS_KEY not in f:
-                raise HarnessError(f"{path} has no '{LABELS_KEY}' dataset: every sample needs its labels; "
-                                   f"regenerate or remove the file")
-            if DATA_KEY not in f:
-                raise HarnessError(f"{path} has no '{DATA_KEY}' dataset: regenerate or remove the file")
-            fields, labels = f[DATA_KEY][...], f[LABELS_KEY][...]
-    except OSError as err:
-        reason = str(err).strip().splitlines()[0][:160]
-        raise HarnessError(f"corrupt HDF5 file {path} ({reason}): regenerate or remove it") from None
+    if path.endswith(RAW_SUFFIX):
+        fields, labels = _read_raw(path, sample_shape)
+    else:
+        fields, labels = _read_hdf5(path)
     if list(fields.shape) != list(sample_shape):
         raise HarnessError(f"{path}: {DATA_KEY} has shape {list(fields.shape)}, expected {list(sample_shape)}: "
                            f"fix data.sample_shape or regenerate the data")
@@ -94,7 +104,33 @@ def read_sample(path: str, sample_shape: list[int]) -> tuple[np.ndarray, np.ndar
         bad = low if low < 0 else high
         raise HarnessError(f"{path}: label value {bad} outside 0..{N_CLASSES - 1} (background, tropical "
                            f"cyclone, atmospheric river): fix or remove the file")
-    return fields.astype(np.float32), labels.astype(np.int32)
+    return fields.astype(np.float32, copy=False), labels.astype(np.int32, copy=False)
+
+
+def _read_raw(path: str, sample_shape: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    height, width, channels = sample_shape
+    values = np.fromfile(path, np.uint8)
+    if len(values) != raw_sample_bytes(sample_shape):
+        raise HarnessError(f"staged raw file {path} holds {len(values)} bytes, not one "
+                           f"{height}x{width}x{channels} sample's {raw_sample_bytes(sample_shape)}: remove it, "
+                           f"and staging writes it again")
+    split = height * width * channels * RAW_FIELDS.itemsize
+    return (values[:split].view(RAW_FIELDS).reshape(sample_shape),
+            values[split:].view(RAW_LABELS).reshape(height, width))
+
+
+def _read_hdf5(path: str) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        with h5py.File(path, "r") as f:
+            if LABELS_KEY not in f:
+                raise HarnessError(f"{path} has no '{LABELS_KEY}' dataset: every sample needs its labels; "
+                                   f"regenerate or remove the file")
+            if DATA_KEY not in f:
+                raise HarnessError(f"{path} has no '{DATA_KEY}' dataset: regenerate or remove the file")
+            return f[DATA_KEY][...], f[LABELS_KEY][...]
+    except OSError as err:
+        reason = str(err).strip().splitlines()[0][:160]
+        raise HarnessError(f"corrupt HDF5 file {path} ({reason}): regenerate or remove it") from None
 
 
 def list_files(data_dir: str | Path, split: str, n_samples: int) -> list[str]:
@@ -112,30 +148,37 @@ def list_files(data_dir: str | Path, split: str, n_samples: int) -> list[str]:
 
 # --- the pipeline --------------------------------------------------------------
 
-def make_pipeline(files: list[str], sample_shape: list[int], stats: tuple[np.ndarray, np.ndarray],
-                  batch_size: int, training: bool, shuffle: bool, prefetch: int, n_parallel_reads: int,
+def make_pipeline(files: list[str], sample_shape: list[int], batch_size: int, training: bool, shuffle: bool, prefetch: int, n_parallel_reads: int,
                   seed: int, steps: int | None = None, cache: bool = False) -> SplitPipeline:
-    """Dataset of (normalised fields [B, H, W, C], labels [B, H, W]).
+    """Dataset of (fields as stored [B, H, W, C], labels [B, H, W]); their
+    min-max scaling is the training step's (``DeepCAM.normalise``).
     Training: shuffled per epoch, repeated, ``steps`` full batches an epoch
     (every replica runs the same count). Validation: the same pass repeated,
     its last batch partial; read ``steps`` batches per evaluation. With
-    ``cache`` the normalised samples stay in memory after the first epoch
+    ``cache`` the samples stay in memory after the first epoch
     reads them (and are shuffled sample by sample)."""
     height, width, channels = sample_shape
-    minval, maxval = stats
-    scale = 1.0 / (maxval - minval)
 
     def read(path):
         fields, labels = tf.numpy_function(lambda p: read_sample(p.decode(), sample_shape), [path],
                                            [tf.float32, tf.int32], stateful=False)
         fields.set_shape([height, width, channels])
         labels.set_shape([height, width])
-        return (fields - minval) * scale, labels
+        return fields, labels
+
+    def read_raw(path):
+        # The whole file as float32 values: the fields', then the labels'
+        # int32 bytes, cast back bit for bit. Labels were checked as staged.
+        values = tf.io.decode_raw(tf.io.read_file(path), tf.float32)
+        n = height * width * channels
+        return (tf.reshape(values[:n], [height, width, channels]),
+                tf.reshape(tf.bitcast(values[n:], tf.int32), [height, width]))
 
     ds = tf.data.Dataset.from_tensor_slices(files)
     if training and shuffle and not cache:
         ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.map(read, num_parallel_calls=n_parallel_reads, deterministic=True)
+    raw = bool(files) and all(f.endswith(RAW_SUFFIX) for f in files)
+    ds = ds.map(read_raw if raw else read, num_parallel_calls=n_parallel_reads, deterministic=True)
     if cache:
         ds = ds.cache()
         if training and shuffle:

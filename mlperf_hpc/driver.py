@@ -175,10 +175,10 @@ def train(benchmark: Benchmark, config: Any, layout: Layout | None = None,
 def _data_files(benchmark: Benchmark, config: Any, layout: Layout) -> tuple[list[str], list[str]]:
     """(the files this rank reads from, the node-local copies it reads instead
     when staging): both must be out of the page cache at run_start."""
-    shard = [f for split in SPLITS
-             for f in benchmark.shard_files(config, split, layout.data_shard_index, layout.data_shards)]
+    where = (layout.data_shard_index, layout.data_shards)
+    shard = [f for split in SPLITS for f in benchmark.shard_files(config, split, *where)]
     shard += benchmark.shared_files(config)
-    staged = staging.local_paths(shard, config.data.stage_dir) if config.data.stage_dir else []
+    staged = [f for split in SPLITS for f in benchmark.local_files(config, split, *where)] if config.data.stage_dir else []
     return shard, staged
 
 
@@ -312,8 +312,8 @@ def _train(benchmark: Benchmark, config: Any, layout: Layout, log: MLPerfLog,
     pipelines = benchmark.pipelines(config, layout.data_shard_index, layout.data_shards, seed)
     log.event(keys.TRAIN_SAMPLES, pipelines.n_train)
     log.event(keys.EVAL_SAMPLES, pipelines.n_valid)
-    train_batches = iter(pipelines.train.dataset)
-    valid_batches = iter(pipelines.valid.dataset)       # one iterator for every evaluation
+    train_batches = iter(trainer.device_input(pipelines.train.dataset))
+    valid_batches = iter(trainer.device_input(pipelines.valid.dataset))   # one iterator for every evaluation
     guard = DivergenceGuard(config.train.divergence, benchmark.facts.lower_is_better, benchmark.facts.perfect_metric)
     result = RunResult(log.path, False, 0.0, staging_seconds, global_batch)
     facts = benchmark.facts

@@ -61,9 +61,14 @@ def select_accelerator(local_rank: int) -> int:
 
 
 class Trainer(Protocol):
-    """A model under a layout, as the driver steps it."""
+    """A model under a layout, as the driver steps it. Its steps take the
+    pipelines' raw batches and normalise them first (``Benchmark.normalise``)."""
 
     def set_learning_rate(self, value: float) -> None: ...
+
+    def device_input(self, dataset: tf.data.Dataset) -> tf.data.Dataset:
+        """``dataset`` as the steps read it: on a GPU, its batches copied to
+        the device ahead of the step that needs them."""
 
     def train_step(self, x: tf.Tensor, y: tf.Tensor) -> Any:
         """One optimizer step; returns this replica's training loss (a scalar)."""
@@ -218,19 +223,36 @@ class DataParallel(SingleProcess):
                 or "Horovod has been shut down" in text or "HorovodAllreduce" in text)
 
 
+def step_device(accelerators: int) -> str:
+    """The device a rank trains on: its one visible GPU, if the node has
+    any (``select_accelerator`` leaves one per rank), else the CPU."""
+    return "/GPU:0" if accelerators else "/CPU:0"
+
+
+# Batches a GPU rank holds on the device ahead of its step.
+DEVICE_PREFETCH = 2
+
+
 class KerasTrainer:
     """The benchmark's Keras model, stepped under a Keras-replica layout
     (single process or data-parallel): the layout's tape averages gradients."""
 
     def __init__(self, benchmark: Benchmark, config: Any, layout: Layout):
         self.layout = layout
+        self.device = step_device(layout.accelerators)
         self.model = model = benchmark.build_model(config)
         self.optimizer = optimizer = benchmark.make_optimizer(config)
         optimizer.build(model.trainable_variables)
         layout.broadcast_variables(model.variables + optimizer.variables)
 
+        def normalise(x):
+            # Pinned, so that a GPU rank never normalises on the host.
+            with tf.device(self.device):
+                return benchmark.normalise(config, x)
+
         @tf.function(reduce_retracing=True)
         def train_step(x, y):
+            x = normalise(x)
             with tf.GradientTape() as tape:
                 predictions = model(x, training=True)
                 loss = benchmark.loss(y, predictions)
@@ -243,10 +265,15 @@ class KerasTrainer:
 
         @tf.function(reduce_retracing=True)
         def eval_sums(x, y):
-            return tf.stack(benchmark.metric_sums(y, model(x, training=False)))
+            return tf.stack(benchmark.metric_sums(y, model(normalise(x), training=False)))
 
         self.train_step = train_step
         self.eval_sums = eval_sums
+
+    def device_input(self, dataset: tf.data.Dataset) -> tf.data.Dataset:
+        if self.device == "/CPU:0":
+            return dataset
+        return dataset.apply(tf.data.experimental.prefetch_to_device(self.device, DEVICE_PREFETCH))
 
     def set_learning_rate(self, value: float) -> None:
         self.optimizer.learning_rate.assign(value)

@@ -10,7 +10,8 @@ Keras', and the optimizer state each rank keeps (its share of the slots).
 
 The model is small but has every layer kind of the full one, and ASPP rates
 (2, 3) wider than the 2-row blocks of a 2-way height split at 64x96, so
-halos come from blocks further away. Fields whose blocks cannot be halved
+halos come from blocks further away; rate 6 overreaches every field tried,
+so that branch runs as the 1x1 convolution it reduces to. Fields whose blocks cannot be halved
 four times are gathered on the way down and cut back into blocks on the way
 up (at 64x48 split 1x2 before the last halving; at 48x96 split 8x1 before
 the second, so that the decoder's low-level features are whole too).
@@ -19,6 +20,8 @@ Usage: mpi_deepcam_mesh_equivalence.py DxH OUT.json [HEIGHTxWIDTH, default 64x96
 """
 import json
 import sys
+import tempfile
+from pathlib import Path
 
 from core.runtime import configure_environment
 
@@ -28,6 +31,8 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from deepcam.benchmark import DeepCAM  # noqa: E402
+from deepcam.data import write_stats  # noqa: E402
+from deepcam.facts import STATS_FILE  # noqa: E402
 from parallel.mesh.layout import MeshParallel  # noqa: E402
 from parallel.topology import parse_split  # noqa: E402
 from tests.helpers import REPO  # noqa: E402
@@ -39,16 +44,21 @@ benchmark = DeepCAM()
 config = benchmark.load_config(REPO / "deepcam" / "configs" / "mini.yaml", {
     "data.sample_shape": field + [4], "model.entry_channels": [4, 8], "model.block_channels": [8, 12, 16],
     "model.n_middle_blocks": 1, "model.exit_channels": [16, 16, 16, 24], "model.aspp_channels": 8,
-    "model.aspp_rates": [2, 3], "model.low_level_channels": 4, "model.decoder_channels": 8,
-    "data.batch_size": 2})
+    "model.aspp_rates": [2, 3, 6], "model.low_level_channels": 4, "model.decoder_channels": 8,
+    "data.batch_size": 2, "data.data_dir": tempfile.mkdtemp()})
 shape = config.data.sample_shape
+# The split model takes the fields as stored and scales its blocks by the
+# dataset's stats; the Keras model here takes the scaled fields.
+minval, maxval = np.full(shape[2], -1.0), np.full(shape[2], 3.0)
+write_stats(Path(config.data.data_dir) / STATS_FILE, minval, maxval)
 
 layout = MeshParallel("hybrid", split)
 groups, batch = layout.data_shards, 2 * layout.data_shards
 tf.keras.utils.set_random_seed(7)
 keras_model = benchmark.build_model(config)
 rng = np.random.default_rng(0)
-x = rng.uniform(0, 1, size=[batch] + shape).astype(np.float32)
+raw = rng.uniform(-1, 3, size=[batch] + shape).astype(np.float32)
+x = ((raw - minval) / (maxval - minval)).astype(np.float32)
 y = rng.integers(0, 3, size=[batch] + shape[:2]).astype(np.int32)
 
 
@@ -75,7 +85,7 @@ reference = keras_pass(keras64_model, np.float64)
 tf.keras.backend.set_floatx("float32")
 trainable = [w.name.split(":")[0] for w in keras_model.trainable_variables]
 
-values = run_mesh_model(layout, benchmark, config, keras_model, x, y, learning_rate=config.optimizer.lr)
+values = run_mesh_model(layout, benchmark, config, keras_model, raw, y, learning_rate=config.optimizer.lr)
 keras_updated = benchmark.build_model(config)
 keras_updated.set_weights(keras_model.get_weights())
 benchmark.make_optimizer(config).apply_gradients(

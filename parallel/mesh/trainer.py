@@ -126,10 +126,11 @@ class MeshTrainer:
             mesh = mtf.Mesh(mesh_graph, "mesh")
             impl = layout.mesh_impl(self.model.layout_rules)
             x_shape, y_shape = self.model.input_shapes(layout.data_shards, self.local_batch)
-            self.x = tf.compat.v1.placeholder(tf.float32, impl.slice_shape(x_shape), name="input_block")
+            self.x = tf.compat.v1.placeholder(benchmark.input_dtype, impl.slice_shape(x_shape), name="input_block")
             self.y = tf.compat.v1.placeholder(tf.float32, impl.slice_shape(y_shape), name="label_block")
             self.lr = tf.compat.v1.placeholder(tf.float32, [], name="learning_rate")
-            x = mtf.import_laid_out_tensor(mesh, impl.LaidOutTensor([self.x]), x_shape)
+            # Each process normalises only its own block.
+            x = mtf.import_laid_out_tensor(mesh, impl.LaidOutTensor([benchmark.normalise(config, self.x)]), x_shape)
             y = mtf.import_laid_out_tensor(mesh, impl.LaidOutTensor([self.y]), y_shape)
 
             self.outputs = self.model.forward(x, initial, training=True)
@@ -185,6 +186,9 @@ class MeshTrainer:
 
     def set_learning_rate(self, value: float) -> None:
         self.learning_rate = value
+
+    def device_input(self, dataset: tf.data.Dataset) -> tf.data.Dataset:
+        return dataset       # batches are cut into blocks on the host, then fed
 
     def train_step(self, x: tf.Tensor, y: tf.Tensor) -> float:
         return self.session.run([self.train_op, self.loss_value], self.feed(x, y))[1]

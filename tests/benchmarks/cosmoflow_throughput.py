@@ -88,7 +88,7 @@ def keras_samples_per_second(size: int, batch: int, steps: int, epochs: int) -> 
 def pipeline_samples_per_second(data_dir: Path, size: int, batch: int, n_train: int, passes: int = 3) -> float:
     files = data.list_files(data_dir, "train", "tfrecord", n_train, 1)
     pipe = data.make_pipeline(files, "tfrecord", "GZIP", [size, size, size, 4], batch, training=True,
-                              shuffle=True, apply_log=True, prefetch=4, n_parallel_reads=4, seed=0,
+                              shuffle=True, prefetch=4, n_parallel_reads=4, seed=0,
                               samples_per_file=1)
     it = iter(pipe.dataset)
     next(it)

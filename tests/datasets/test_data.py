@@ -1,5 +1,6 @@
 """Reader round-trips on real TFRecord/HDF5 files, sharding, staging, and the
 one-line errors for bad data."""
+import copy
 import gzip
 import os
 import stat
@@ -13,6 +14,8 @@ from cosmoflow import data
 from cosmoflow.synth import synth_volume
 from core import staging
 from core.errors import HarnessError
+from cosmoflow.benchmark import CosmoFlow
+from cosmoflow.config import CosmoFlowConfig
 from tests.helpers import cli, write_config
 from tests.helpers import resident_pages
 
@@ -25,7 +28,7 @@ def _samples(n, size=32, seed=0):
 
 def _pipeline(files, fmt, **kw):
     args = dict(fmt=fmt, compression="GZIP", sample_shape=[32, 32, 32, 4], batch_size=2, training=False,
-                shuffle=False, apply_log=True, prefetch=1, n_parallel_reads=1, seed=0, samples_per_file=2)
+                shuffle=False, prefetch=1, n_parallel_reads=1, seed=0, samples_per_file=2)
     args.update(kw)
     return data.make_pipeline(files, **args)
 
@@ -45,8 +48,18 @@ def test_round_trip_through_the_pipeline(tmp_path, fmt):
     xs, ys = zip(*[(x.numpy(), y.numpy()) for x, y in pipe.dataset.take(pipe.steps)])
     x, y = np.concatenate(xs), np.concatenate(ys)
     assert pipe.steps == 2
-    np.testing.assert_allclose(x, np.log1p(volumes.astype(np.float32)), rtol=1e-6)
+    # The host only reads: raw int16 volumes; the step's first operation
+    # normalises them as the pipeline did before (log1p of the float).
+    assert x.dtype == np.int16
+    np.testing.assert_array_equal(x, volumes)
     np.testing.assert_array_equal(y, targets)
+    config = CosmoFlowConfig()
+    np.testing.assert_allclose(CosmoFlow().normalise(config, tf.constant(x)).numpy(),
+                               np.log1p(volumes.astype(np.float64)), rtol=1e-6)
+    config.data.apply_log = False
+    per_sample_mean = volumes.astype(np.float64).mean(axis=(1, 2, 3, 4), keepdims=True)
+    np.testing.assert_allclose(CosmoFlow().normalise(config, tf.constant(x)).numpy(),
+                               volumes / per_sample_mean, rtol=1e-6)
 
 
 def test_a_cached_training_pipeline_reshuffles_the_same_samples_every_epoch(tiny_data):
@@ -132,6 +145,66 @@ def test_a_staged_copy_is_reused_only_while_its_source_is_unchanged(tmp_path):
     Path(first).write_bytes(b"bad" * 100)
     staging.stage([str(files[0])], tmp_path / "local")
     assert open(first, "rb").read() == b"new" * 100
+
+
+@pytest.mark.parametrize("fmt", ["tfrecord", "hdf5"])
+def test_raw_staging_reads_back_every_sample_of_the_reference_files(tmp_path, fmt):
+    # Written as staged from GZIP TFRecords or HDF5 (two samples per file):
+    # the pipeline over the raw copies yields exactly the source's samples.
+    volumes, targets = _samples(6)
+    (tmp_path / "data" / "train").mkdir(parents=True)
+    (tmp_path / "data" / "validation").mkdir()
+    for split in ("train", "validation"):
+        for i in range(3):
+            path = tmp_path / "data" / split / f"f{i}{data.SUFFIX[fmt]}"
+            write = data.write_tfrecord if fmt == "tfrecord" else data.write_hdf5
+            write(path, volumes[2 * i:2 * i + 2], targets[2 * i:2 * i + 2])
+    benchmark = CosmoFlow()
+    config = benchmark.load_config(None, {
+        "data.data_dir": str(tmp_path / "data"), "data.format": fmt, "data.sample_shape": [32, 32, 32, 4],
+        "data.samples_per_file": 2, "data.n_train": 6, "data.n_valid": 6, "data.batch_size": 2,
+        "data.shuffle": False, "data.stage_dir": str(tmp_path / "local"), "data.stage_format": "raw"})
+    benchmark.stage(config, 0, 1)
+    staged = benchmark.local_files(config, "train", 0, 1)
+    assert all(p.endswith(".raw") and Path(p).is_file() for p in staged)
+    # Fixed-size records: the volume's int16 values then the four targets.
+    assert os.path.getsize(staged[0]) == 2 * (32 ** 3 * 4 * 2 + 4 * 4)
+
+    def read_all(config):
+        pipelines = benchmark.pipelines(config, 0, 1, seed=0)
+        return [[np.concatenate(t) for t in zip(*[(a.numpy(), b.numpy()) for a, b in pipe.dataset.take(pipe.steps)])]
+                for pipe in (pipelines.train, pipelines.valid)]
+
+    from_raw = read_all(config)
+    # The same batches, in the same order, as the reference files read directly.
+    direct = copy.deepcopy(config)
+    direct.data.stage_dir, direct.data.stage_format = None, "copy"
+    for (x, y), (x_ref, y_ref) in zip(from_raw, read_all(direct)):
+        np.testing.assert_array_equal(x, x_ref)
+        np.testing.assert_array_equal(y, y_ref)
+        order = np.argsort(y[:, 0])
+        np.testing.assert_array_equal(x[order], volumes[np.argsort(targets[:, 0])])
+    # Staged once: the next run reuses the copies; a copy of the other
+    # kind sits beside them, never in their place.
+    inode = os.stat(staged[0]).st_ino
+    benchmark.stage(config, 0, 1)
+    assert os.stat(staged[0]).st_ino == inode
+    config.data.stage_format = "copy"
+    benchmark.stage(config, 0, 1)
+    assert benchmark.local_files(config, "train", 0, 1)[0] == staged[0][:-len(".raw")]
+    assert os.stat(staged[0]).st_ino == inode
+
+
+def test_a_truncated_raw_copy_or_raw_without_a_stage_dir_is_one_clear_line(tmp_path, tiny_data):
+    path = tmp_path / "f.tfrecord.raw"
+    data.write_raw(path, *_samples(1, size=32))
+    path.write_bytes(path.read_bytes()[:-3])
+    with pytest.raises(HarnessError, match=r"staged raw file .* not whole records .* remove it"):
+        data.check_file(str(path), "raw", None, [32, 32, 32, 4])
+    done = cli("train", "cosmoflow", "--data", str(tiny_data), "--set", "data.stage_format=raw",
+               "--log", str(tmp_path / "r.log"))
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "data.stage_format raw converts the samples as they are staged, so it needs data.stage_dir" in done.stderr
 
 
 def test_staged_copies_live_in_directories_only_this_user_can_enter(tmp_path):

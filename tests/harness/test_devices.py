@@ -3,10 +3,12 @@ starts (choosing it later raises on a multi-GPU node). Without a GPU here the
 order is checked directly: building a layout after the first op must fail."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
 
+import numpy as np
 import pytest
 
 from tests.helpers import PYTHON, REPO, mpirun_python
@@ -50,3 +52,51 @@ def test_data_parallel_ranks_choose_their_device_before_tensorflow_starts():
     assert done.returncode == 0, done.stderr[-3000:]
     assert sorted(re.findall(r"rank \d accelerators \d", done.stdout)) == ["rank 0 accelerators 0",
                                                                          "rank 1 accelerators 0"], done.stdout
+
+
+STEP_PLACEMENT = """
+import json
+import tensorflow as tf
+from parallel.layouts import KerasTrainer, SingleProcess
+from core.benchmark import get_benchmark
+
+layout = SingleProcess()
+layout.accelerators = {accelerators}      # what select_accelerator finds on a GPU node
+report = {{}}
+for name, raw in (("cosmoflow", tf.int16), ("deepcam", tf.float32)):
+    benchmark = get_benchmark(name)
+    config = benchmark.load_config(None, {{"data.data_dir": "{data_dir}"}})
+    trainer = KerasTrainer(benchmark, config, layout)
+    shape = [2] + list(config.data.sample_shape)
+    labels = tf.TensorSpec([2, 4]) if name == "cosmoflow" else tf.TensorSpec(shape[:3], tf.int32)
+    graph = trainer.train_step.get_concrete_function(tf.TensorSpec(shape, raw), labels).graph
+    x = graph.inputs[0].name
+    # The ops the raw batch flows through first, and those right after them.
+    first = [op for op in graph.get_operations() if x in [t.name for t in op.inputs]]
+    normalising = first + [op for op in graph.get_operations() if op.type in ("Log1p", "Mul", "Sub")
+                           and {{t.op.name for t in op.inputs}} & {{f.name for f in first}}]
+    dataset = trainer.device_input(tf.data.Dataset.range(4).batch(2))
+    copy = getattr(dataset, "_input_dataset", None)
+    report[name] = {{"ops": [[op.type, op.device] for op in normalising],
+                    "copied_to": getattr(copy, "_target_device", None)}}
+print(json.dumps(report))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("accelerators, device", [(1, "/device:GPU:0"), (0, "/device:CPU:0")])
+def test_the_step_normalises_raw_batches_on_the_device_that_trains(accelerators, device, tmp_path):
+    # DeepCAM reads its stats as the step is traced.
+    from deepcam import data as deepcam_data
+
+    deepcam_data.write_stats(tmp_path / deepcam_data.STATS_FILE, np.zeros(16), np.ones(16))
+    done = _python(STEP_PLACEMENT.format(accelerators=accelerators, data_dir=tmp_path))
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    for name, kinds in (("cosmoflow", {"Cast", "Log1p"}), ("deepcam", {"Sub", "Mul"})):
+        ops = report[name]["ops"]
+        # The raw batch goes first into the normalisation, pinned to the device.
+        assert kinds <= {kind for kind, _ in ops}, (name, ops)
+        assert all(placed == device for kind, placed in ops if kind in kinds), (name, ops)
+        # A GPU rank's batches are copied to the GPU ahead of the step.
+        assert report[name]["copied_to"] == ("/GPU:0" if accelerators else None), name

@@ -3,6 +3,7 @@ loss, metric, optimizers, schedule, bad input, and a mini run to the target."""
 from __future__ import annotations
 
 import math
+import os
 
 import h5py
 import numpy as np
@@ -33,20 +34,23 @@ def write_dataset(root, n_train=4, n_valid=2, shape=(32, 48, 3), seed=0):
     return minval, maxval
 
 
-def test_reader_round_trip_normalises_with_stats_h5(tmp_path):
+def test_reader_round_trip_then_the_step_normalises_with_stats_h5(tmp_path):
     minval, maxval = write_dataset(tmp_path)
     files = data.list_files(tmp_path, "train", 4)
-    stats = data.read_stats(tmp_path, 3)
-    pipeline = data.make_pipeline(files, [32, 48, 3], stats, batch_size=2, training=False, shuffle=False,
+    pipeline = data.make_pipeline(files, [32, 48, 3], batch_size=2, training=False, shuffle=False,
                                   prefetch=1, n_parallel_reads=2, seed=0)
     fields, labels = zip(*[(x.numpy(), y.numpy()) for x, y in pipeline.dataset.take(pipeline.steps)])
     fields, labels = np.concatenate(fields), np.concatenate(labels)
     for i, path in enumerate(files):
         with h5py.File(path) as f:
             raw, truth = f["climate/data"][...], f["climate/labels_0"][...]
-        np.testing.assert_allclose(fields[i], (raw - minval) / (maxval - minval), rtol=1e-6, atol=1e-6)
+        np.testing.assert_array_equal(fields[i], raw)          # the host only reads
         np.testing.assert_array_equal(labels[i], truth)
     assert pipeline.steps == 2 and fields.dtype == np.float32 and labels.dtype == np.int32
+    config = DeepCAM().load_config(MINI, {"data.data_dir": str(tmp_path), "data.sample_shape": [32, 48, 3]})
+    normalised = DeepCAM().normalise(config, tf.constant(fields)).numpy()
+    np.testing.assert_allclose(normalised, (fields.astype(np.float64) - minval) / (maxval - minval),
+                               rtol=1e-6, atol=1e-6)
 
 
 def test_shards_are_contiguous_blocks_covering_every_file_once():
@@ -59,7 +63,7 @@ def test_shards_are_contiguous_blocks_covering_every_file_once():
 def test_training_pipeline_shuffles_per_epoch_and_sees_every_sample(tmp_path):
     write_dataset(tmp_path, n_train=8)
     files = data.list_files(tmp_path, "train", 8)
-    pipeline = data.make_pipeline(files, [32, 48, 3], data.read_stats(tmp_path, 3), batch_size=1, training=True,
+    pipeline = data.make_pipeline(files, [32, 48, 3], batch_size=1, training=True,
                                   shuffle=True, prefetch=1, n_parallel_reads=1, seed=5)
     batches = iter(pipeline.dataset)
     epochs = [[float(next(batches)[0].numpy().sum()) for _ in range(8)] for _ in range(2)]
@@ -84,8 +88,33 @@ def test_replicas_stage_their_blocks_and_read_the_staged_copies(tmp_path):
     assert pipelines.train.steps == 2 and pipelines.valid.steps == 1
     # The pipeline reads the staged copy, not the (since changed) shared file.
     fields, _ = next(iter(pipelines.valid.dataset))
-    minval, maxval = data.read_stats(tmp_path / "shared", 3)
-    np.testing.assert_allclose(fields[0], (original - minval) / (maxval - minval), rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(fields[0], original)
+
+
+def test_raw_staging_reads_back_the_reference_samples(tmp_path):
+    write_dataset(tmp_path / "shared", n_train=4, n_valid=2)
+    benchmark = DeepCAM()
+    config = benchmark.load_config(MINI, {"data.data_dir": str(tmp_path / "shared"), "data.sample_shape": [32, 48, 3],
+                                          "data.n_train": 4, "data.n_valid": 2, "data.batch_size": 2,
+                                          "data.shuffle": False, "data.stage_dir": str(tmp_path / "local"),
+                                          "data.stage_format": "raw"})
+    benchmark.stage(config, shard_index=0, n_shards=1)
+    staged = benchmark.local_files(config, "train", 0, 1)
+    assert all(p.endswith(".h5.raw") for p in staged)
+    assert os.path.getsize(staged[0]) == 32 * 48 * (3 * 4 + 4)      # float32 fields, int32 labels
+    pipelines = benchmark.pipelines(config, shard_index=0, n_shards=1, seed=0)
+    for pipe, split in ((pipelines.train, "train"), (pipelines.valid, "validation")):
+        fields, labels = zip(*[(a.numpy(), b.numpy()) for a, b in pipe.dataset.take(pipe.steps)])
+        sources = data.list_files(tmp_path / "shared", split, len(pipe.files))
+        for i, path in enumerate(sources):
+            with h5py.File(path) as f:
+                np.testing.assert_array_equal(np.concatenate(fields)[i], f["climate/data"][...])
+                np.testing.assert_array_equal(np.concatenate(labels)[i], f["climate/labels_0"][...])
+    # A bad label is refused as the sample is staged, in one line.
+    with h5py.File(tmp_path / "shared" / "train" / "s000.h5", "a") as f:
+        f["climate/labels_0"][0, 0] = 7
+    with pytest.raises(HarnessError, match="label value 7 outside"):
+        benchmark.stage(config, shard_index=0, n_shards=1)
 
 
 def test_synthetic_labels_mark_what_the_fields_show():
@@ -165,6 +194,39 @@ def test_the_full_model_is_the_reference_layer_for_layer():
     assert shapes["logits"] == (768, 1152, 3)
     biased = sorted(layer.name for layer in model.layers if getattr(layer, "use_bias", False))
     assert biased == ["decoder_conv3"]                                # the only convolution with a bias
+
+
+@pytest.mark.parametrize("height, width", [(6, 9), (12, 18), (24, 36), (48, 72)])
+def test_atrous_layers_equal_keras_dilated_convolutions_at_every_map_size(height, width):
+    # Keras' own dilated convolution over the map padded by the rate (the
+    # layer the model used before) is the reference, forward and backward.
+    from deepcam.model import AtrousConv2D, overreaches
+
+    rng = np.random.default_rng(height)
+    x = tf.constant(rng.normal(size=(2, height, width, 8)), tf.float32)
+    for rate in (1, 6, 12, 18):
+        layer = AtrousConv2D(5, rate)
+        reference = tf.keras.layers.Conv2D(5, 3, dilation_rate=rate, use_bias=False)
+        reference.build([None, height + 2 * rate, width + 2 * rate, 8])
+        layer.build(x.shape)
+        layer.kernel.assign(reference.kernel)
+        with tf.GradientTape(persistent=True) as tape:
+            tape.watch(x)
+            ours = layer(x)
+            theirs = reference(tf.pad(x, [[0, 0], [rate, rate], [rate, rate], [0, 0]]))
+            weights = tf.constant(rng.normal(size=theirs.shape), tf.float32)
+            loss_ours, loss_theirs = tf.reduce_sum(ours * weights), tf.reduce_sum(theirs * weights)
+        assert ours.shape == theirs.shape == (2, height, width, 5)
+        scale = float(tf.reduce_max(tf.abs(theirs)))
+        assert float(tf.reduce_max(tf.abs(ours - theirs))) <= 1e-5 * scale, rate
+        for a, b in ((tape.gradient(loss_ours, x), tape.gradient(loss_theirs, x)),
+                     (tape.gradient(loss_ours, layer.kernel), tape.gradient(loss_theirs, reference.kernel))):
+            assert float(tf.reduce_max(tf.abs(a - b))) <= 1e-5 * float(tf.reduce_max(tf.abs(b))), rate
+    # The sizes cover every case: both axes reduced, one, and neither.
+    reductions = {(overreaches(r, height), overreaches(r, width)) for r in (1, 6, 12, 18)}
+    assert reductions <= {(True, True), (True, False), (False, False)}
+    if (height, width) == (6, 9):
+        assert reductions == {(True, True), (True, False), (False, False)}
 
 
 def test_model_command_prints_parameters_flops_and_layers():
