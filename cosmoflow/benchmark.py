@@ -115,7 +115,7 @@ class CosmoFlow(Benchmark):
 
     def write_raw(self, config: CosmoFlowConfig, src: str, dst: Path) -> None:
         d = config.data
-        data.write_raw(dst, *data.read_checked(src, d.format, d.compression, d.sample_shape))
+        data.convert_to_raw(src, dst, d.format, d.compression, d.sample_shape)
 
     def pipelines(self, config: CosmoFlowConfig, shard_index: int, n_shards: int, seed: int) -> Pipelines:
         d = config.data

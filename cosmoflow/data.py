@@ -7,9 +7,9 @@ target parameters). HDF5 variant: datasets ``x`` [n, D, H, W, C] int16 and
 ``validation/``.
 
 Raw (a staged copy only, ``data.stage_format: raw``): one file per source
-file, its samples as fixed-size records, each the volume's int16 values then
-the four float32 targets, little-endian; read with no decompression and no
-parsing.
+file, its samples as fixed-size records (``raw_layout``: the volume's int16
+values, then the four float32 targets), read straight into the batch
+(``core.raw_records``) with no decompression and no parsing.
 
 The pipeline follows the reference: the sorted file list is cut to the
 sample count and split into a fixed shard per data-parallel replica (so each
@@ -21,22 +21,22 @@ parsed, repeated, batched and prefetched. The volumes stay int16: the
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import h5py
 import numpy as np
 import tensorflow as tf
 
+from core import raw_records
 from core.benchmark import SplitPipeline
 from core.errors import HarnessError
+from core.raw_records import RecordLayout
 SUFFIX = {"tfrecord": ".tfrecord", "hdf5": ".h5"}
 N_TARGETS = 4
-RAW_VOLUME, RAW_TARGETS = np.dtype("<i2"), np.dtype("<f4")
 
 
-def raw_record_bytes(sample_shape: list[int]) -> int:
-    return int(np.prod(sample_shape)) * RAW_VOLUME.itemsize + N_TARGETS * RAW_TARGETS.itemsize
+def raw_layout(sample_shape: list[int]) -> RecordLayout:
+    return RecordLayout((("int16", tuple(sample_shape)), ("float32", (N_TARGETS,))))
 
 
 # --- writing -----------------------------------------------------------------
@@ -59,12 +59,21 @@ def write_hdf5(path: Path, volumes: np.ndarray, targets: np.ndarray) -> None:
         f.create_dataset("y", data=targets.astype(np.float32))
 
 
-def write_raw(path: Path, volumes: list[np.ndarray] | np.ndarray, targets: np.ndarray) -> None:
-    """Samples as raw records (see the module docstring)."""
+def write_raw(path: Path, samples, sample_shape: list[int]) -> None:
+    """(volume, target) samples as raw records (see the module docstring)."""
+    layout = raw_layout(sample_shape)
     with open(path, "wb") as f:
-        for volume, target in zip(volumes, targets):
-            f.write(np.asarray(volume, RAW_VOLUME).tobytes())
-            f.write(np.asarray(target, RAW_TARGETS).tobytes())
+        for volume, target in samples:
+            layout.write(f, volume, target)
+
+
+def convert_to_raw(src: str, dst: Path, fmt: str, compression: str | None, sample_shape: list[int]) -> None:
+    """Stage ``src`` as raw records; a bad file is one line."""
+    try:
+        write_raw(dst, zip(*read_file(src, fmt, compression)), sample_shape)
+    except (tf.errors.OpError, OSError, KeyError, ValueError):
+        check_file(src, fmt, compression, sample_shape)        # names what is wrong, if it can
+        raise HarnessError(f"corrupt {fmt} file {src}: regenerate or remove it") from None
 
 
 # --- file lists and validation --------------------------------------------------
@@ -92,8 +101,11 @@ def read_file(path: str, fmt: str, compression: str | None) -> tuple[np.ndarray,
         with h5py.File(path, "r") as f:
             return f["x"][...].reshape(len(f["x"]), -1), f["y"][...]
     volumes, targets = [], []
-    for record in tf.data.TFRecordDataset(path, compression_type=compression or ""):
-        example = tf.train.Example.FromString(record.numpy())
+    # The plain record iterator: a tf.data pipeline costs ~25 ms to build
+    # per file, which staging a dataset of small files pays thousands of times.
+    options = tf.io.TFRecordOptions(compression_type=compression or "")
+    for record in tf.compat.v1.io.tf_record_iterator(path, options):
+        example = tf.train.Example.FromString(record)
         volumes.append(np.frombuffer(example.features.feature["x"].bytes_list.value[0], np.int16))
         targets.append(np.array(example.features.feature["y"].float_list.value, np.float32))
     return volumes, np.array(targets)
@@ -103,19 +115,8 @@ def check_file(path: str, fmt: str, compression: str | None, sample_shape: list[
     """Raise a one-line HarnessError if a file is unreadable or holds a sample
     of the wrong shape."""
     if fmt == "raw":
-        size, record = os.path.getsize(path), raw_record_bytes(sample_shape)
-        if size == 0 or size % record:
-            raise HarnessError(f"staged raw file {path} holds {size} bytes, not whole records of {record} "
-                               f"(a {'x'.join(map(str, sample_shape))} volume and its targets): remove it, "
-                               f"and staging writes it again")
-    else:
-        read_checked(path, fmt, compression, sample_shape)
-
-
-def read_checked(path: str, fmt: str, compression: str | None,
-                 sample_shape: list[int]) -> tuple[list[np.ndarray], np.ndarray]:
-    """``read_file``, raising a one-line HarnessError if the file is
-    unreadable or holds a sample of the wrong shape."""
+        raw_layout(sample_shape).records_in(path)
+        return
     expected = int(np.prod(sample_shape))
     try:
         volumes, targets = read_file(path, fmt, compression)
@@ -129,7 +130,6 @@ def read_checked(path: str, fmt: str, compression: str | None,
                                f"or regenerate the data")
         if np.shape(target) != (N_TARGETS,):
             raise HarnessError(f"sample in {path} has {np.size(target)} targets, expected {N_TARGETS}")
-    return volumes, targets
 
 
 # --- the pipeline --------------------------------------------------------------
@@ -141,15 +141,6 @@ def _parse_tfrecord(record: tf.Tensor, sample_shape: list[int]) -> tuple[tf.Tens
     })
     volume = tf.reshape(tf.io.decode_raw(features["x"], tf.int16), sample_shape)
     return volume, features["y"]
-
-
-def _parse_raw(record: tf.Tensor, sample_shape: list[int]) -> tuple[tf.Tensor, tf.Tensor]:
-    # The record as int16 values: the volume's, then the targets' float32
-    # bytes as pairs of int16, cast back bit for bit.
-    values = tf.io.decode_raw(record, tf.int16)
-    n = int(np.prod(sample_shape))
-    return (tf.reshape(values[:n], sample_shape),
-            tf.bitcast(tf.reshape(values[n:], [N_TARGETS, 2]), tf.float32))
 
 
 def _read_hdf5(path: bytes, samples_per_file: int, sample_shape: list[int]) -> tuple[np.ndarray, np.ndarray]:
@@ -182,6 +173,10 @@ def make_pipeline(files: list[str], fmt: str, compression: str | None, sample_sh
     them (and shuffled sample by sample), so later epochs spend no core on
     reading and decompressing."""
     n_samples = len(files) * samples_per_file
+    if fmt == "raw":        # shuffled sample by sample; nothing to gain from caching
+        ds, steps = raw_records.make_dataset(files, samples_per_file, raw_layout(sample_shape), batch_size,
+                                             training, shuffle, seed, prefetch, n_parallel_reads)
+        return SplitPipeline(ds, files, steps)
     ds = tf.data.Dataset.from_tensor_slices(files)
     if training and shuffle and not cache:
         ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
@@ -190,11 +185,6 @@ def make_pipeline(files: list[str], fmt: str, compression: str | None, sample_sh
         ds = ds.interleave(read, cycle_length=n_parallel_reads, num_parallel_calls=tf.data.AUTOTUNE,
                            deterministic=True)
         ds = ds.map(lambda r: _parse_tfrecord(r, sample_shape), num_parallel_calls=tf.data.AUTOTUNE)
-    elif fmt == "raw":
-        read = lambda path: tf.data.FixedLengthRecordDataset(path, raw_record_bytes(sample_shape))
-        ds = ds.interleave(read, cycle_length=n_parallel_reads, num_parallel_calls=tf.data.AUTOTUNE,
-                           deterministic=True)
-        ds = ds.map(lambda r: _parse_raw(r, sample_shape), num_parallel_calls=tf.data.AUTOTUNE)
     else:
         ds = ds.interleave(_hdf5_samples(sample_shape, samples_per_file), cycle_length=n_parallel_reads,
                            num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

@@ -13,8 +13,9 @@ split into contiguous blocks, one per data-parallel replica (so a replica
 can stage exactly its files); each replica shuffles its block every epoch.
 
 Raw (a staged copy only, ``data.stage_format: raw``): one file per sample,
-the fields' float32 values then the labels' int32 values, little-endian,
-read whole and cut in two with no HDF5 library in the way.
+one record (``raw_layout``: the fields' float32 values, then the labels'
+int32 values), read straight into the batch (``core.raw_records``) with no
+HDF5 library in the way.
 """
 from __future__ import annotations
 
@@ -24,13 +25,15 @@ import h5py
 import numpy as np
 import tensorflow as tf
 
+from core import raw_records
 from core.benchmark import RAW_SUFFIX, SplitPipeline
+from core.raw_records import RecordLayout
 from core.errors import HarnessError
 from deepcam.facts import STATS_FILE
 from deepcam.objective import N_CLASSES
 
 DATA_KEY, LABELS_KEY = "climate/data", "climate/labels_0"
-RAW_FIELDS, RAW_LABELS = np.dtype("<f4"), np.dtype("<i4")
+
 MIN_KEY, MAX_KEY = "climate/minval", "climate/maxval"
 
 
@@ -42,15 +45,13 @@ def write_sample(path: Path, fields: np.ndarray, labels: np.ndarray) -> None:
         f.create_dataset(LABELS_KEY, data=labels.astype(np.int32))
 
 
+def raw_layout(sample_shape: list[int]) -> RecordLayout:
+    return RecordLayout((("float32", tuple(sample_shape)), ("int32", tuple(sample_shape[:2]))))
+
+
 def write_raw(path: Path, fields: np.ndarray, labels: np.ndarray) -> None:
     with open(path, "wb") as f:
-        f.write(np.asarray(fields, RAW_FIELDS).tobytes())
-        f.write(np.asarray(labels, RAW_LABELS).tobytes())
-
-
-def raw_sample_bytes(sample_shape: list[int]) -> int:
-    height, width, channels = sample_shape
-    return height * width * (channels * RAW_FIELDS.itemsize + RAW_LABELS.itemsize)
+        raw_layout(list(fields.shape)).write(f, fields, labels)
 
 
 def write_stats(path: Path, minval: np.ndarray, maxval: np.ndarray) -> None:
@@ -108,15 +109,13 @@ def read_sample(path: str, sample_shape: list[int]) -> tuple[np.ndarray, np.ndar
 
 
 def _read_raw(path: str, sample_shape: list[int]) -> tuple[np.ndarray, np.ndarray]:
-    height, width, channels = sample_shape
-    values = np.fromfile(path, np.uint8)
-    if len(values) != raw_sample_bytes(sample_shape):
-        raise HarnessError(f"staged raw file {path} holds {len(values)} bytes, not one "
-                           f"{height}x{width}x{channels} sample's {raw_sample_bytes(sample_shape)}: remove it, "
+    layout = raw_layout(sample_shape)
+    if layout.records_in(path) != 1:
+        raise HarnessError(f"staged raw file {path} holds {layout.records_in(path)} samples, not one: remove it, "
                            f"and staging writes it again")
-    split = height * width * channels * RAW_FIELDS.itemsize
-    return (values[:split].view(RAW_FIELDS).reshape(sample_shape),
-            values[split:].view(RAW_LABELS).reshape(height, width))
+    values = np.fromfile(path, np.uint8)
+    split = int(np.prod(sample_shape)) * 4
+    return values[:split].view(np.float32).reshape(sample_shape), values[split:].view(np.int32).reshape(sample_shape[:2])
 
 
 def _read_hdf5(path: str) -> tuple[np.ndarray, np.ndarray]:
@@ -158,6 +157,11 @@ def make_pipeline(files: list[str], sample_shape: list[int], batch_size: int, tr
     ``cache`` the samples stay in memory after the first epoch
     reads them (and are shuffled sample by sample)."""
     height, width, channels = sample_shape
+    if files and all(f.endswith(RAW_SUFFIX) for f in files):
+        # Staged raw copies (their labels checked as they were written).
+        ds, epoch_steps = raw_records.make_dataset(files, 1, raw_layout(sample_shape), batch_size, training, shuffle,
+                                                   seed, prefetch, n_parallel_reads)
+        return SplitPipeline(ds, files, steps if training and steps is not None else epoch_steps)
 
     def read(path):
         fields, labels = tf.numpy_function(lambda p: read_sample(p.decode(), sample_shape), [path],
@@ -166,19 +170,11 @@ def make_pipeline(files: list[str], sample_shape: list[int], batch_size: int, tr
         labels.set_shape([height, width])
         return fields, labels
 
-    def read_raw(path):
-        # The whole file as float32 values: the fields', then the labels'
-        # int32 bytes, cast back bit for bit. Labels were checked as staged.
-        values = tf.io.decode_raw(tf.io.read_file(path), tf.float32)
-        n = height * width * channels
-        return (tf.reshape(values[:n], [height, width, channels]),
-                tf.reshape(tf.bitcast(values[n:], tf.int32), [height, width]))
 
     ds = tf.data.Dataset.from_tensor_slices(files)
     if training and shuffle and not cache:
         ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
-    raw = bool(files) and all(f.endswith(RAW_SUFFIX) for f in files)
-    ds = ds.map(read_raw if raw else read, num_parallel_calls=n_parallel_reads, deterministic=True)
+    ds = ds.map(read, num_parallel_calls=n_parallel_reads, deterministic=True)
     if cache:
         ds = ds.cache()
         if training and shuffle:

@@ -373,7 +373,7 @@ def main() -> None:
     parser.add_argument("--cosmoflow-samples", type=int, default=32)
     parser.add_argument("--deepcam-shapes", default="768x1152", help="HxW, comma-separated")
     parser.add_argument("--deepcam-samples", type=int, default=12)
-    parser.add_argument("--batches", type=int, default=12, help="timed batches per pipeline")
+    parser.add_argument("--batches", type=int, default=32, help="timed batches per pipeline")
     parser.add_argument("--step-shapes", default="96x144:8,768x1152:1",
                         help="DeepCAM training-step fields and batches (HxW:B, comma-separated; '' to skip)")
     parser.add_argument("--steps", type=int, default=3, help="timed training steps")
@@ -391,7 +391,7 @@ def main() -> None:
             cosmoflow(int(size), args.cosmoflow_samples, args.batches, root, args.steps)
         for shape in filter(None, args.deepcam_shapes.split(",")):
             height, width = map(int, shape.split("x"))
-            deepcam((height, width), args.deepcam_samples, max(4, args.batches // 2), root)
+            deepcam((height, width), args.deepcam_samples, args.batches, root)
         atrous(args.torch_python, args.repeats)
         step_shapes = []
         for item in filter(None, args.step_shapes.split(",")):

@@ -1,6 +1,5 @@
 """Reader round-trips on real TFRecord/HDF5 files, sharding, staging, and the
 one-line errors for bad data."""
-import copy
 import gzip
 import os
 import stat
@@ -175,15 +174,18 @@ def test_raw_staging_reads_back_every_sample_of_the_reference_files(tmp_path, fm
         return [[np.concatenate(t) for t in zip(*[(a.numpy(), b.numpy()) for a, b in pipe.dataset.take(pipe.steps)])]
                 for pipe in (pipelines.train, pipelines.valid)]
 
-    from_raw = read_all(config)
-    # The same batches, in the same order, as the reference files read directly.
-    direct = copy.deepcopy(config)
-    direct.data.stage_dir, direct.data.stage_format = None, "copy"
-    for (x, y), (x_ref, y_ref) in zip(from_raw, read_all(direct)):
-        np.testing.assert_array_equal(x, x_ref)
-        np.testing.assert_array_equal(y, y_ref)
-        order = np.argsort(y[:, 0])
-        np.testing.assert_array_equal(x[order], volumes[np.argsort(targets[:, 0])])
+    # Unshuffled, the raw copies yield the samples as written, file by file.
+    for x, y in read_all(config):
+        np.testing.assert_array_equal(x, volumes)
+        np.testing.assert_array_equal(y, targets)
+    # Shuffled: every sample once an epoch, in a new order each epoch.
+    config.data.shuffle = True
+    pipelines = benchmark.pipelines(config, 0, 1, seed=0)
+    batches = iter(pipelines.train.dataset)
+    epochs = [np.concatenate([next(batches)[1].numpy() for _ in range(pipelines.train.steps)]) for _ in range(2)]
+    for epoch in epochs:
+        np.testing.assert_array_equal(epoch[np.argsort(epoch[:, 0])], targets[np.argsort(targets[:, 0])])
+    assert not np.array_equal(epochs[0], epochs[1])
     # Staged once: the next run reuses the copies; a copy of the other
     # kind sits beside them, never in their place.
     inode = os.stat(staged[0]).st_ino
@@ -193,11 +195,18 @@ def test_raw_staging_reads_back_every_sample_of_the_reference_files(tmp_path, fm
     benchmark.stage(config, 0, 1)
     assert benchmark.local_files(config, "train", 0, 1)[0] == staged[0][:-len(".raw")]
     assert os.stat(staged[0]).st_ino == inode
+    # A source whose samples are not the configured shape is refused as it
+    # is converted, in one line naming the file; no partial copy is left.
+    config.data.stage_format, config.data.stage_dir = "raw", str(tmp_path / "other")
+    config.data.sample_shape = [32, 32, 16, 4]
+    with pytest.raises(HarnessError, match=r"sample in .*f0.* has 131072 int16 values, expected 32x32x16x4"):
+        benchmark.stage(config, 0, 1)
+    assert not [p for p in (tmp_path / "other").rglob("*") if p.is_file()]
 
 
 def test_a_truncated_raw_copy_or_raw_without_a_stage_dir_is_one_clear_line(tmp_path, tiny_data):
     path = tmp_path / "f.tfrecord.raw"
-    data.write_raw(path, *_samples(1, size=32))
+    data.write_raw(path, zip(*_samples(1, size=32)), [32, 32, 32, 4])
     path.write_bytes(path.read_bytes()[:-3])
     with pytest.raises(HarnessError, match=r"staged raw file .* not whole records .* remove it"):
         data.check_file(str(path), "raw", None, [32, 32, 32, 4])
