@@ -42,7 +42,11 @@ class RecordLayout:
     def records_in(self, path: str) -> int:
         """How many whole records ``path`` holds; a one-line HarnessError if
         it holds a partial one (a copy cut short)."""
-        size = os.path.getsize(path)
+        try:
+            size = os.path.getsize(path)
+        except OSError as err:
+            raise HarnessError(f"staged raw file {path} cannot be read ({err.strerror}): stage again "
+                               f"(remove the stage directory's copy and its .staged.json)") from None
         if size == 0 or size % self.record_bytes:
             raise HarnessError(f"staged raw file {path} holds {size} bytes, not whole records of "
                                f"{self.record_bytes}: remove it, and staging writes it again")

@@ -299,20 +299,25 @@ def test_cli_sample_of_wrong_shape(tmp_path, tiny_data):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("placement, order", [
-    ("init", ["init_start", "staging_start", "staging_stop", "init_stop", "run_start", "epoch_start"]),
-    ("timed", ["init_stop", "run_start", "staging_start", "staging_stop", "epoch_start"]),
+@pytest.mark.parametrize("placement, stage_format, order", [
+    ("init", "copy", ["init_start", "staging_start", "staging_stop", "init_stop", "run_start", "epoch_start"]),
+    ("timed", "copy", ["init_stop", "run_start", "staging_start", "staging_stop", "epoch_start"]),
+    ("timed", "raw", ["init_stop", "run_start", "staging_start", "staging_stop", "epoch_start"]),
 ])
-def test_staging_sits_where_the_config_puts_it_and_starts_the_run_on_disk(tmp_path, tiny_data, placement, order):
+def test_staging_sits_where_the_config_puts_it_and_starts_the_run_on_disk(tmp_path, tiny_data, placement,
+                                                                          stage_format, order):
     import json
     config = write_config(tmp_path / "c.yaml", tiny_data, data={"n_train": 32, "n_valid": 32, "n_epochs": 1,
-                                                                 "staging": placement}, train={"target": 5.0})
+                                                                 "staging": placement, "stage_format": stage_format},
+                          train={"target": 5.0})
     stage_dir = tmp_path / "node-local"
     result = cli("train", "cosmoflow", "--config", str(config), "--stage-dir", str(stage_dir),
                  "--log", str(tmp_path / "run.log"))
     assert result.returncode == 0, result.stderr[-2000:]
-    staged = sorted(stage_dir.rglob("*.tfrecord"))
-    assert len(staged) == 64  # 32 train + 32 validation files
+    # 32 train + 32 validation files, copied or converted (and only that).
+    staged = sorted(stage_dir.rglob("*.tfrecord" + (".raw" if stage_format == "raw" else "")))
+    copies = [p for p in stage_dir.rglob("*") if p.is_file() and not p.name.endswith(staging.MANIFEST_SUFFIX)]
+    assert len(staged) == 64 and len(copies) == 64
     records = [json.loads(ln.split(":::MLLOG", 1)[1]) for ln in (tmp_path / "run.log").read_text().splitlines()]
     keys = [r["key"] for r in records]
     assert [keys.index(k) for k in order] == sorted(keys.index(k) for k in order)
