@@ -145,7 +145,8 @@ class Benchmark(abc.ABC):
         host pipeline only reads and batches: the per-voxel arithmetic
         would otherwise cost host cores an accelerator is waiting on.
         Elementwise over channels-last samples of any leading shape, so a
-        spatial layout normalises just its own block."""
+        spatial layout normalises just its own block (an option that is not
+        elementwise must be refused by ``mesh_model``)."""
         return x
 
     @abc.abstractmethod
