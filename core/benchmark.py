@@ -201,10 +201,11 @@ class Benchmark(abc.ABC):
         the raw format as they are copied, if configured."""
         if not config.data.stage_dir:
             return
-        convert = (lambda src, dst: self.write_raw(config, src, dst)) if self.reads_raw(config) else None
+        raw = self.reads_raw(config)
+        convert = (lambda src, dst: self.write_raw(config, src, dst)) if raw else None
         for split in SPLITS:
             staging.stage(self.shard_files(config, split, shard_index, n_shards), config.data.stage_dir,
-                          convert, RAW_SUFFIX)
+                          convert, RAW_SUFFIX if raw else "")
 
     def explain_data_error(self, config: Any, shard_index: int, n_shards: int, error: Exception) -> Exception:
         """Turn an input-pipeline failure into a one-line error naming the file."""

@@ -39,6 +39,17 @@ class RecordLayout:
                 raise ValueError(f"a record part of {array.size} values does not fit the raw layout {shape}")
             f.write(array)          # through the buffer protocol: no copy
 
+    def empty(self, n: int) -> list[np.ndarray]:
+        """Arrays for ``n`` records, one per part, each [n, *shape]."""
+        return [np.empty((n,) + tuple(shape), dtype) for dtype, shape in self.parts]
+
+    def read_into(self, path: str, record: int, arrays: list[np.ndarray], row: int) -> None:
+        """Record ``record`` of ``path`` into row ``row`` of ``arrays`` (``empty``'s)."""
+        with open(path, "rb", buffering=0) as f:
+            f.seek(record * self.record_bytes)
+            for array in arrays:
+                _read_fully(f, memoryview(array[row]).cast("B"), path)
+
     def records_in(self, path: str) -> int:
         """How many whole records ``path`` holds; a one-line HarnessError if
         it holds a partial one (a copy cut short)."""
@@ -67,17 +78,13 @@ def make_dataset(files: list[str], records_per_file: int, layout: RecordLayout, 
     ``files``. Training: shuffled sample by sample every epoch, repeated,
     full batches only. Validation: the same pass repeated, its last batch
     partial."""
-    index = [(path, k * layout.record_bytes) for path in files for k in range(records_per_file)]
+    index = [(path, k) for path in files for k in range(records_per_file)]
     dtypes = [tf.as_dtype(dtype) for dtype, _ in layout.parts]
 
     def read_batch(indices: np.ndarray) -> list[np.ndarray]:
-        arrays = [np.empty((len(indices),) + tuple(shape), dtype) for dtype, shape in layout.parts]
+        arrays = layout.empty(len(indices))
         for row, i in enumerate(indices):
-            path, offset = index[i]
-            with open(path, "rb", buffering=0) as f:
-                f.seek(offset)
-                for array in arrays:
-                    _read_fully(f, memoryview(array[row]).cast("B"), path)
+            layout.read_into(*index[i], arrays, row)
         return arrays
 
     def read(indices: tf.Tensor) -> tuple[tf.Tensor, ...]:

@@ -105,7 +105,7 @@ def stage(files: list[str], stage_dir: str | Path, convert: Callable[[str, Path]
     staged, checked = [], set()
     kind = suffix if convert else "copy"
     for src in files:
-        dst = staged_path(src, stage_dir, suffix if convert else "")
+        dst = staged_path(src, stage_dir, suffix)
         if dst.parent not in checked:      # a split's files share their directory
             _private_dir(dst.parent, Path(stage_dir).absolute())
             checked.add(dst.parent)

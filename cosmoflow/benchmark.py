@@ -119,8 +119,8 @@ class CosmoFlow(Benchmark):
 
     def pipelines(self, config: CosmoFlowConfig, shard_index: int, n_shards: int, seed: int) -> Pipelines:
         d = config.data
-        common = dict(fmt="raw" if self.reads_raw(config) else d.format, compression=d.compression, sample_shape=d.sample_shape,
-                      batch_size=d.batch_size, shuffle=d.shuffle, prefetch=d.prefetch,
+        common = dict(fmt="raw" if self.reads_raw(config) else d.format, compression=d.compression,
+                      sample_shape=d.sample_shape, batch_size=d.batch_size, shuffle=d.shuffle, prefetch=d.prefetch,
                       n_parallel_reads=d.n_parallel_reads, seed=seed + shard_index,
                       samples_per_file=d.samples_per_file, cache=d.cache)
         train_files = self.local_files(config, "train", shard_index, n_shards)

@@ -30,13 +30,12 @@ import tensorflow as tf
 from core import raw_records
 from core.benchmark import SplitPipeline
 from core.errors import HarnessError
-from core.raw_records import RecordLayout
 SUFFIX = {"tfrecord": ".tfrecord", "hdf5": ".h5"}
 N_TARGETS = 4
 
 
-def raw_layout(sample_shape: list[int]) -> RecordLayout:
-    return RecordLayout((("int16", tuple(sample_shape)), ("float32", (N_TARGETS,))))
+def raw_layout(sample_shape: list[int]) -> raw_records.RecordLayout:
+    return raw_records.RecordLayout((("int16", tuple(sample_shape)), ("float32", (N_TARGETS,))))
 
 
 # --- writing -----------------------------------------------------------------

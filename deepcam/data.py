@@ -27,13 +27,11 @@ import tensorflow as tf
 
 from core import raw_records
 from core.benchmark import RAW_SUFFIX, SplitPipeline
-from core.raw_records import RecordLayout
 from core.errors import HarnessError
 from deepcam.facts import STATS_FILE
 from deepcam.objective import N_CLASSES
 
 DATA_KEY, LABELS_KEY = "climate/data", "climate/labels_0"
-
 MIN_KEY, MAX_KEY = "climate/minval", "climate/maxval"
 
 
@@ -45,8 +43,8 @@ def write_sample(path: Path, fields: np.ndarray, labels: np.ndarray) -> None:
         f.create_dataset(LABELS_KEY, data=labels.astype(np.int32))
 
 
-def raw_layout(sample_shape: list[int]) -> RecordLayout:
-    return RecordLayout((("float32", tuple(sample_shape)), ("int32", tuple(sample_shape[:2]))))
+def raw_layout(sample_shape: list[int]) -> raw_records.RecordLayout:
+    return raw_records.RecordLayout((("float32", tuple(sample_shape)), ("int32", tuple(sample_shape[:2]))))
 
 
 def write_raw(path: Path, fields: np.ndarray, labels: np.ndarray) -> None:
@@ -110,12 +108,13 @@ def read_sample(path: str, sample_shape: list[int]) -> tuple[np.ndarray, np.ndar
 
 def _read_raw(path: str, sample_shape: list[int]) -> tuple[np.ndarray, np.ndarray]:
     layout = raw_layout(sample_shape)
-    if layout.records_in(path) != 1:
-        raise HarnessError(f"staged raw file {path} holds {layout.records_in(path)} samples, not one: remove it, "
+    records = layout.records_in(path)
+    if records != 1:
+        raise HarnessError(f"staged raw file {path} holds {records} samples, not one: remove it, "
                            f"and staging writes it again")
-    values = np.fromfile(path, np.uint8)
-    split = int(np.prod(sample_shape)) * 4
-    return values[:split].view(np.float32).reshape(sample_shape), values[split:].view(np.int32).reshape(sample_shape[:2])
+    fields, labels = layout.empty(1)
+    layout.read_into(path, 0, [fields, labels], 0)
+    return fields[0], labels[0]
 
 
 def _read_hdf5(path: str) -> tuple[np.ndarray, np.ndarray]:

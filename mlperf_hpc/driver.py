@@ -178,7 +178,8 @@ def _data_files(benchmark: Benchmark, config: Any, layout: Layout) -> tuple[list
     where = (layout.data_shard_index, layout.data_shards)
     shard = [f for split in SPLITS for f in benchmark.shard_files(config, split, *where)]
     shard += benchmark.shared_files(config)
-    staged = [f for split in SPLITS for f in benchmark.local_files(config, split, *where)] if config.data.stage_dir else []
+    staged = ([f for split in SPLITS for f in benchmark.local_files(config, split, *where)]
+              if config.data.stage_dir else [])
     return shard, staged
 
 
