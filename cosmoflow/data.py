@@ -2,7 +2,10 @@
 
 TFRecord (the reference, v1.0 onward): GZIP-compressed records with features
 ``x`` (bytes: raw int16 volume, D x H x W x C) and ``y`` (float32[4], the
-target parameters). HDF5 variant: datasets ``x`` [n, D, H, W, C] int16 and
+target parameters), read a file at a time by ``cosmoflow.gzip_records``
+(ISA-L's inflate, and no copy of a record before the one into its array);
+uncompressed TFRecords go through TensorFlow's reader, which checks their
+CRC-32C sums. HDF5 variant: datasets ``x`` [n, D, H, W, C] int16 and
 ``y`` [n, 4] float32 per file. Files live under ``train/`` and
 ``validation/``.
 
@@ -30,6 +33,8 @@ import tensorflow as tf
 from core import raw_records
 from core.benchmark import SplitPipeline
 from core.errors import HarnessError
+from cosmoflow import gzip_records
+
 SUFFIX = {"tfrecord": ".tfrecord", "hdf5": ".h5"}
 N_TARGETS = 4
 
@@ -94,20 +99,38 @@ def list_files(data_dir: str | Path, split: str, fmt: str, n_samples: int, sampl
     return files[:n_files]
 
 
-def read_file(path: str, fmt: str, compression: str | None) -> tuple[np.ndarray, np.ndarray]:
+def read_file(path: str, fmt: str, compression: str | None) -> tuple[list[np.ndarray], np.ndarray]:
     """All samples of one file as numpy arrays (volumes flat int16, targets)."""
     if fmt == "hdf5":
         with h5py.File(path, "r") as f:
-            return f["x"][...].reshape(len(f["x"]), -1), f["y"][...]
+            return list(f["x"][...].reshape(len(f["x"]), -1)), f["y"][...]
+    if compression == "GZIP":
+        return _read_gzip_tfrecord(path)
     volumes, targets = [], []
     # The plain record iterator: a tf.data pipeline costs ~25 ms to build
     # per file, which staging a dataset of small files pays thousands of times.
-    options = tf.io.TFRecordOptions(compression_type=compression or "")
-    for record in tf.compat.v1.io.tf_record_iterator(path, options):
+    for record in tf.compat.v1.io.tf_record_iterator(path, tf.io.TFRecordOptions(compression_type=compression or "")):
         example = tf.train.Example.FromString(record)
         volumes.append(np.frombuffer(example.features.feature["x"].bytes_list.value[0], np.int16))
         targets.append(np.array(example.features.feature["y"].float_list.value, np.float32))
     return volumes, np.array(targets)
+
+
+def _read_gzip_tfrecord(path: str) -> tuple[list[np.ndarray], np.ndarray]:
+    """A GZIP TFRecord file's volumes (flat int16 views into its inflated
+    bytes) and targets; ``ValueError`` naming what is damaged."""
+    volumes, targets = [], []
+    for record in gzip_records.read_records(path):
+        features = gzip_records.example_features(record)
+        x = gzip_records.bytes_value(features, "x")
+        if len(x) % 2:
+            raise ValueError(f"feature 'x' holds {len(x)} bytes, not whole int16 values")
+        volumes.append(np.frombuffer(x, "<i2"))
+        targets.append(gzip_records.float_values(features, "y"))
+    if any(t.shape != (N_TARGETS,) for t in targets):
+        raise ValueError(f"a sample has {next(t.size for t in targets if t.shape != (N_TARGETS,))} targets, "
+                         f"expected {N_TARGETS}")
+    return volumes, np.array(targets, np.float32).reshape(-1, N_TARGETS)
 
 
 def check_file(path: str, fmt: str, compression: str | None, sample_shape: list[int]) -> None:
@@ -142,23 +165,37 @@ def _parse_tfrecord(record: tf.Tensor, sample_shape: list[int]) -> tuple[tf.Tens
     return volume, features["y"]
 
 
-def _read_hdf5(path: bytes, samples_per_file: int, sample_shape: list[int]) -> tuple[np.ndarray, np.ndarray]:
+def _read_hdf5(path: str, samples_per_file: int, sample_shape: list[int]) -> tuple[np.ndarray, np.ndarray]:
     """A file's samples read straight into preallocated arrays."""
     volumes = np.empty([samples_per_file] + sample_shape, np.int16)
     targets = np.empty([samples_per_file, N_TARGETS], np.float32)
-    with h5py.File(path.decode(), "r") as f:
+    with h5py.File(path, "r") as f:
         f["x"].read_direct(volumes, np.s_[:samples_per_file])
         f["y"].read_direct(targets, np.s_[:samples_per_file])
     return volumes, targets
 
 
-def _hdf5_samples(sample_shape: list[int], samples_per_file: int):
+def _read_samples(path: str, fmt: str, samples_per_file: int, sample_shape: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """A file's samples as [samples_per_file, *sample_shape] int16 and targets."""
+    if fmt == "hdf5":
+        return _read_hdf5(path, samples_per_file, sample_shape)
+    flat, targets = _read_gzip_tfrecord(path)
+    if len(flat) != samples_per_file or any(v.size != np.prod(sample_shape) for v in flat):
+        raise ValueError(f"{path} does not hold {samples_per_file} samples of {sample_shape}")
+    volumes = np.empty([samples_per_file] + sample_shape, np.int16)
+    for row, volume in zip(volumes, flat):
+        row.reshape(-1)[:] = volume              # the one copy, out of the inflated bytes
+    return volumes, targets
+
+
+def _file_samples(fmt: str, sample_shape: list[int], samples_per_file: int):
+    """path -> that file's samples, [samples_per_file, ...], read in one numpy call."""
     def read(path):
-        volumes, targets = tf.numpy_function(lambda p: _read_hdf5(p, samples_per_file, sample_shape), [path],
-                                             [tf.int16, tf.float32], stateful=False)
+        volumes, targets = tf.numpy_function(lambda p: _read_samples(p.decode(), fmt, samples_per_file, sample_shape),
+                                             [path], [tf.int16, tf.float32], stateful=False)
         volumes.set_shape([samples_per_file] + sample_shape)
         targets.set_shape([samples_per_file, N_TARGETS])
-        return tf.data.Dataset.from_tensor_slices((volumes, targets))
+        return volumes, targets
     return read
 
 
@@ -179,14 +216,16 @@ def make_pipeline(files: list[str], fmt: str, compression: str | None, sample_sh
     ds = tf.data.Dataset.from_tensor_slices(files)
     if training and shuffle and not cache:
         ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
-    if fmt == "tfrecord":
+    if fmt == "tfrecord" and compression != "GZIP":
         read = lambda path: tf.data.TFRecordDataset(path, compression_type=compression or "")
         ds = ds.interleave(read, cycle_length=n_parallel_reads, num_parallel_calls=tf.data.AUTOTUNE,
                            deterministic=True)
         ds = ds.map(lambda r: _parse_tfrecord(r, sample_shape), num_parallel_calls=tf.data.AUTOTUNE)
     else:
-        ds = ds.interleave(_hdf5_samples(sample_shape, samples_per_file), cycle_length=n_parallel_reads,
-                           num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        # A parallel map, then unbatch: reads inside an interleave's dataset
+        # function ran one at a time.
+        ds = ds.map(_file_samples(fmt, sample_shape, samples_per_file), num_parallel_calls=n_parallel_reads,
+                    deterministic=True).unbatch()
     if cache:
         ds = ds.cache()
         if training and shuffle:

@@ -92,6 +92,68 @@ def test_tfrecord_is_gzip_with_reference_features(tmp_path):
     assert len(features["y"].float_list.value) == 4
 
 
+def _tensorflow_parse(path):
+    """Every record of a GZIP TFRecord file as TensorFlow's own reader and
+    protobuf parser see it: (feature name -> values) per record."""
+    parsed = []
+    for record in tf.data.TFRecordDataset(str(path), compression_type="GZIP"):
+        feature = tf.train.Example.FromString(record.numpy()).features.feature
+        parsed.append({name: list(getattr(f, f.WhichOneof("kind")).value) for name, f in feature.items()})
+    return parsed
+
+
+def test_gzip_tfrecords_read_as_tensorflow_reads_them(tmp_path):
+    # Written by TensorFlow's writer, with features the reader must skip
+    # around (before and after x and y); read back by ISA-L and the wire
+    # walker, and compared with TensorFlow's reader and parser.
+    volumes, targets = _samples(3)
+    path = tmp_path / "many.tfrecord"
+    with tf.io.TFRecordWriter(str(path), tf.io.TFRecordOptions(compression_type="GZIP")) as writer:
+        for i, (volume, target) in enumerate(zip(volumes, targets)):
+            writer.write(tf.train.Example(features=tf.train.Features(feature={
+                "a_name": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"sample", str(i).encode()])),
+                "x": tf.train.Feature(bytes_list=tf.train.BytesList(value=[volume.astype(np.int16).tobytes()])),
+                "y": tf.train.Feature(float_list=tf.train.FloatList(value=target)),
+                "z_index": tf.train.Feature(int64_list=tf.train.Int64List(value=[i, -i, 2 ** 40])),
+            })).SerializeToString())
+    read_volumes, read_targets = data.read_file(str(path), "tfrecord", "GZIP")
+    expected = _tensorflow_parse(path)
+    assert len(read_volumes) == len(expected) == 3
+    for volume, target, record in zip(read_volumes, read_targets, expected):
+        np.testing.assert_array_equal(volume, np.frombuffer(record["x"][0], np.int16))
+        np.testing.assert_array_equal(target, np.array(record["y"], np.float32))
+    pipe = _pipeline([str(path)], "tfrecord", samples_per_file=3, batch_size=3)
+    x, y = next(iter(pipe.dataset))
+    np.testing.assert_array_equal(x.numpy(), volumes)
+    np.testing.assert_array_equal(y.numpy(), targets)
+
+
+def _gzip_tfrecord_bytes(records):
+    """A GZIP TFRecord file's bytes, framed by hand (CRC fields zero: the
+    gzip trailer's CRC-32 is the check the reader relies on)."""
+    import struct
+    return gzip.compress(b"".join(struct.pack("<QI", len(r), 0) + r + b"\0\0\0\0" for r in records))
+
+
+@pytest.mark.parametrize("damage, reason", [
+    (lambda good: good[:len(good) // 2], r"not a whole gzip stream"),
+    (lambda good: good[:100] + bytes([good[100] ^ 0xFF]) + good[101:], r"corrupt tfrecord file"),
+    (lambda good: b"not gzip at all" * 10, r"not a whole gzip stream"),
+    (lambda good: _gzip_tfrecord_bytes([b"\x0a\x05\x0a\x03"]), r"runs past the end"),
+    (lambda good: gzip.compress(b"\xff" * 8 + b"\0" * 8), r"runs past the end"),
+    (lambda good: _gzip_tfrecord_bytes([tf.train.Example().SerializeToString()]), r"no feature 'x'"),
+])
+def test_a_damaged_gzip_tfrecord_is_one_line_naming_the_file(tmp_path, damage, reason):
+    volumes, targets = _samples(1)
+    good = tmp_path / "good.tfrecord"
+    data.write_tfrecord(good, volumes, targets)
+    bad = tmp_path / "bad.tfrecord"
+    bad.write_bytes(damage(good.read_bytes()))
+    with pytest.raises(HarnessError, match=rf"corrupt tfrecord file .*bad.tfrecord.*{reason}.*|{reason}") as raised:
+        data.check_file(str(bad), "tfrecord", "GZIP", [32, 32, 32, 4])
+    assert "bad.tfrecord" in str(raised.value) and "\n" not in str(raised.value)
+
+
 def test_synthetic_data_is_deterministic_and_driven_by_targets():
     a, _ = _samples(1, seed=5)
     b, _ = _samples(1, seed=5)
