@@ -9,12 +9,16 @@ own preallocated arrays: one copy, from the page cache into the batch,
 with the GIL released during each read, so reads of several batches run
 side by side. (Through ``FixedLengthRecordDataset`` or ``read_file`` a
 sample was copied four times: into a buffer, into a string, by
-``decode_raw`` and into the batch.)
+``decode_raw`` and into the batch.) ``read_batches`` serves any source
+whose samples read into rows in the same way, such as DeepCAM's HDF5
+samples through h5py's ``read_direct``.
 """
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
@@ -74,17 +78,27 @@ def _read_fully(f, view: memoryview, path: str) -> None:
 
 def make_dataset(files: list[str], records_per_file: int, layout: RecordLayout, batch_size: int, training: bool,
                  shuffle: bool, seed: int, prefetch: int, n_parallel_reads: int) -> tuple[tf.data.Dataset, int]:
-    """(dataset of batches, batches per epoch) over every record of
-    ``files``. Training: shuffled sample by sample every epoch, repeated,
-    full batches only. Validation: the same pass repeated, its last batch
-    partial."""
-    index = [(path, k) for path in files for k in range(records_per_file)]
+    """(dataset of batches, batches per epoch) over every record of the raw
+    ``files`` (see ``read_batches``)."""
+    items = [(path, k) for path in files for k in range(records_per_file)]
+    return read_batches(items, lambda item, arrays, row: layout.read_into(*item, arrays, row), layout, batch_size,
+                        training, shuffle, seed, prefetch, n_parallel_reads)
+
+
+def read_batches(items: Sequence[Any], read_into: Callable[[Any, list[np.ndarray], int], None], layout: RecordLayout,
+                 batch_size: int, training: bool, shuffle: bool, seed: int, prefetch: int,
+                 n_parallel_reads: int) -> tuple[tf.data.Dataset, int]:
+    """(dataset of batches, batches per epoch) over ``items``, each read by
+    ``read_into(item, arrays, row)`` into row ``row`` of the batch's arrays
+    (``layout.empty``'s). Training: shuffled sample by sample every epoch,
+    repeated, full batches only. Validation: the same pass repeated, its
+    last batch partial."""
     dtypes = [tf.as_dtype(dtype) for dtype, _ in layout.parts]
 
     def read_batch(indices: np.ndarray) -> list[np.ndarray]:
         arrays = layout.empty(len(indices))
         for row, i in enumerate(indices):
-            layout.read_into(*index[i], arrays, row)
+            read_into(items[i], arrays, row)
         return arrays
 
     def read(indices: tf.Tensor) -> tuple[tf.Tensor, ...]:
@@ -93,14 +107,14 @@ def make_dataset(files: list[str], records_per_file: int, layout: RecordLayout, 
             array.set_shape([None, *shape])
         return tuple(arrays)
 
-    ds = tf.data.Dataset.range(len(index))
+    ds = tf.data.Dataset.range(len(items))
     if training:
         if shuffle:
-            ds = ds.shuffle(len(index), seed=seed, reshuffle_each_iteration=True)
+            ds = ds.shuffle(len(items), seed=seed, reshuffle_each_iteration=True)
         ds = ds.repeat().batch(batch_size, drop_remainder=True)
-        steps = len(index) // batch_size
+        steps = len(items) // batch_size
     else:
         ds = ds.batch(batch_size).repeat()          # one iterator for every evaluation
-        steps = -(-len(index) // batch_size)
+        steps = -(-len(items) // batch_size)
     ds = ds.map(read, num_parallel_calls=n_parallel_reads, deterministic=True)
     return ds.prefetch(prefetch), steps

@@ -88,45 +88,56 @@ def read_stats(data_dir: str | Path, n_channels: int) -> tuple[np.ndarray, np.nd
 def read_sample(path: str, sample_shape: list[int]) -> tuple[np.ndarray, np.ndarray]:
     """One sample's fields [H, W, C] float32 and labels [H, W] int32; raises a
     one-line HarnessError naming the file and the problem."""
+    fields, labels = raw_layout(sample_shape).empty(1)
+    read_sample_into(path, sample_shape, [fields, labels], 0)
+    return fields[0], labels[0]
+
+
+def read_sample_into(path: str, sample_shape: list[int], arrays: list[np.ndarray], row: int) -> None:
+    """One sample (HDF5, or a staged raw copy) into row ``row`` of a batch's
+    (fields, labels) arrays, checked as ``read_sample`` checks it."""
     if path.endswith(RAW_SUFFIX):
-        fields, labels = _read_raw(path, sample_shape)
+        _read_raw_into(path, sample_shape, arrays, row)
     else:
-        fields, labels = _read_hdf5(path)
-    if list(fields.shape) != list(sample_shape):
-        raise HarnessError(f"{path}: {DATA_KEY} has shape {list(fields.shape)}, expected {list(sample_shape)}: "
-                           f"fix data.sample_shape or regenerate the data")
-    if labels.shape != fields.shape[:2]:
-        raise HarnessError(f"{path}: {LABELS_KEY} has shape {list(labels.shape)}, expected "
-                           f"{list(fields.shape[:2])}")
+        _read_hdf5_into(path, sample_shape, arrays, row)
+    labels = arrays[1][row]
     low, high = labels.min(), labels.max()
-    if low < 0 or high >= N_CLASSES or not np.issubdtype(labels.dtype, np.integer):
-        bad = low if low < 0 else high
-        raise HarnessError(f"{path}: label value {bad} outside 0..{N_CLASSES - 1} (background, tropical "
-                           f"cyclone, atmospheric river): fix or remove the file")
-    return fields.astype(np.float32, copy=False), labels.astype(np.int32, copy=False)
+    if low < 0 or high >= N_CLASSES:
+        raise HarnessError(f"{path}: label value {low if low < 0 else high} outside 0..{N_CLASSES - 1} (background, "
+                           f"tropical cyclone, atmospheric river): fix or remove the file")
 
 
-def _read_raw(path: str, sample_shape: list[int]) -> tuple[np.ndarray, np.ndarray]:
+def _read_raw_into(path: str, sample_shape: list[int], arrays: list[np.ndarray], row: int) -> None:
     layout = raw_layout(sample_shape)
     records = layout.records_in(path)
     if records != 1:
         raise HarnessError(f"staged raw file {path} holds {records} samples, not one: remove it, "
                            f"and staging writes it again")
-    fields, labels = layout.empty(1)
-    layout.read_into(path, 0, [fields, labels], 0)
-    return fields[0], labels[0]
+    layout.read_into(path, 0, arrays, row)
 
 
-def _read_hdf5(path: str) -> tuple[np.ndarray, np.ndarray]:
+def _read_hdf5_into(path: str, sample_shape: list[int], arrays: list[np.ndarray], row: int) -> None:
+    """h5py's ``read_direct`` into the rows: HDF5 converts the stored types
+    as it reads, and nothing is allocated per sample."""
     try:
         with h5py.File(path, "r") as f:
-            if LABELS_KEY not in f:
-                raise HarnessError(f"{path} has no '{LABELS_KEY}' dataset: every sample needs its labels; "
-                                   f"regenerate or remove the file")
-            if DATA_KEY not in f:
-                raise HarnessError(f"{path} has no '{DATA_KEY}' dataset: regenerate or remove the file")
-            return f[DATA_KEY][...], f[LABELS_KEY][...]
-    except OSError as err:
+            for key in (LABELS_KEY, DATA_KEY):
+                if key not in f:
+                    needs = "every sample needs its labels; " if key == LABELS_KEY else ""
+                    raise HarnessError(f"{path} has no '{key}' dataset: {needs}regenerate or remove the file")
+            fields, labels = f[DATA_KEY], f[LABELS_KEY]
+            if list(fields.shape) != list(sample_shape):
+                raise HarnessError(f"{path}: {DATA_KEY} has shape {list(fields.shape)}, expected "
+                                   f"{list(sample_shape)}: fix data.sample_shape or regenerate the data")
+            if list(labels.shape) != list(sample_shape[:2]):
+                raise HarnessError(f"{path}: {LABELS_KEY} has shape {list(labels.shape)}, expected "
+                                   f"{list(sample_shape[:2])}")
+            if not np.issubdtype(labels.dtype, np.integer):
+                raise HarnessError(f"{path}: {LABELS_KEY} holds {labels.dtype} values, not integer classes "
+                                   f"0..{N_CLASSES - 1}: fix or remove the file")
+            fields.read_direct(arrays[0], dest_sel=np.s_[row])
+            labels.read_direct(arrays[1], dest_sel=np.s_[row])
+    except (OSError, TypeError) as err:         # TypeError: a stored type HDF5 cannot convert
         reason = str(err).strip().splitlines()[0][:160]
         raise HarnessError(f"corrupt HDF5 file {path} ({reason}): regenerate or remove it") from None
 
@@ -156,10 +167,13 @@ def make_pipeline(files: list[str], sample_shape: list[int], batch_size: int, tr
     ``cache`` the samples stay in memory after the first epoch
     reads them (and are shuffled sample by sample)."""
     height, width, channels = sample_shape
-    if files and all(f.endswith(RAW_SUFFIX) for f in files):
-        # Staged raw copies (their labels checked as they were written).
-        ds, epoch_steps = raw_records.make_dataset(files, 1, raw_layout(sample_shape), batch_size, training, shuffle,
-                                                   seed, prefetch, n_parallel_reads)
+    if not cache or all(f.endswith(RAW_SUFFIX) for f in files):
+        # Each batch read straight into its arrays; staged raw copies (read
+        # anew every epoch: they cost no decoding) are read so with or
+        # without the cache.
+        ds, epoch_steps = raw_records.read_batches(
+            files, lambda path, arrays, row: read_sample_into(path, sample_shape, arrays, row),
+            raw_layout(sample_shape), batch_size, training, shuffle, seed, prefetch, n_parallel_reads)
         return SplitPipeline(ds, files, steps if training and steps is not None else epoch_steps)
 
     def read(path):
@@ -169,15 +183,11 @@ def make_pipeline(files: list[str], sample_shape: list[int], batch_size: int, tr
         labels.set_shape([height, width])
         return fields, labels
 
-
-    ds = tf.data.Dataset.from_tensor_slices(files)
-    if training and shuffle and not cache:
+    # Cached: samples read one by one, kept after the first pass, shuffled in memory.
+    ds = tf.data.Dataset.from_tensor_slices(files).map(read, num_parallel_calls=n_parallel_reads, deterministic=True)
+    ds = ds.cache()
+    if training and shuffle:
         ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.map(read, num_parallel_calls=n_parallel_reads, deterministic=True)
-    if cache:
-        ds = ds.cache()
-        if training and shuffle:
-            ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
     if training:
         ds = ds.repeat().batch(batch_size, drop_remainder=True)
         steps = steps if steps is not None else len(files) // batch_size

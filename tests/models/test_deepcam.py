@@ -53,6 +53,33 @@ def test_reader_round_trip_then_the_step_normalises_with_stats_h5(tmp_path):
                                rtol=1e-6, atol=1e-6)
 
 
+def test_samples_stored_in_other_types_read_into_the_batch_converted_or_refused(tmp_path):
+    # Each batch is read straight into float32/int32 arrays: HDF5 converts
+    # float64 fields and uint8 or int64 labels as it reads; float labels
+    # and a field of the wrong shape are one line naming the file.
+    rng = np.random.default_rng(3)
+    (tmp_path / "train").mkdir()
+    fields = rng.normal(0, 1e3, (3, 8, 12, 2))
+    labels = rng.integers(0, 3, (3, 8, 12))
+    for i, label_type in enumerate((np.uint8, np.int64, np.int16)):
+        with h5py.File(tmp_path / "train" / f"s{i}.h5", "w") as f:
+            f.create_dataset("climate/data", data=fields[i])                  # float64
+            f.create_dataset("climate/labels_0", data=labels[i].astype(label_type))
+    files = data.list_files(tmp_path, "train", 3)
+    pipeline = data.make_pipeline(files, [8, 12, 2], batch_size=3, training=False, shuffle=False,
+                                  prefetch=1, n_parallel_reads=1, seed=0)
+    x, y = next(iter(pipeline.dataset))
+    np.testing.assert_array_equal(x.numpy(), fields.astype(np.float32))
+    np.testing.assert_array_equal(y.numpy(), labels)
+    with h5py.File(files[1], "a") as f:
+        del f["climate/labels_0"]
+        f.create_dataset("climate/labels_0", data=labels[1].astype(np.float32))
+    with pytest.raises(HarnessError, match=r"s1.h5: climate/labels_0 holds float32 values, not integer classes"):
+        data.read_sample(files[1], [8, 12, 2])
+    with pytest.raises(HarnessError, match=r"s0.h5: climate/data has shape \[8, 12, 2\], expected \[8, 12, 3\]"):
+        data.read_sample(files[0], [8, 12, 3])
+
+
 def test_shards_are_contiguous_blocks_covering_every_file_once():
     files = [f"f{i}" for i in range(10)]
     shards = [staging.shard(files, 3, i, "contiguous") for i in range(3)]
