@@ -1,12 +1,17 @@
 """Epochs to target over many seeds, per layout (a script, not a test: ten
 runs of each are long). Each run is the real command line (``mlperf-hpc
 train``, under mpirun for the parallel layouts) on the mini config and its
-dataset; the table gives, per layout, the runs that reached the target and
-the epochs they took (mean, min, max), and the time to train; --json keeps
-every run with its validation error per epoch.
+dataset; the table gives, per layout, the runs that reached the target, the
+epochs they took (min, median, max), the time to train, and the runs the
+divergence guard stopped (exit 4); --json keeps every run with its
+validation error per epoch.
+
+Layouts: ``single``; ``data`` or ``data:N`` (N data-parallel ranks, 2 by
+default); ``spatial:AxB`` (one sample split A x B); ``hybrid:AxB`` (2
+groups, each split A x B).
 
     .venv/bin/python tests/benchmarks/convergence_seeds.py [--benchmark cosmoflow] [--seeds 10]
-        [--layouts single,data,hybrid:2x1] [--set lr_schedule.scaling=sqrt ...]
+        [--first-seed 100] [--layouts single,data,data:4,spatial:2x1,hybrid:2x1] [--set key=value ...]
 """
 from __future__ import annotations
 
@@ -22,22 +27,33 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 MPI_ENV = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
-# layout -> processes mpirun starts (every process one thread on the 2 cores)
-PROCESSES = {"single": 1, "data": 2, "hybrid:2x1": 4}
+GUARD_EXIT = 4          # the divergence guard's exit status ("target missed" is 3)
+
+
+def processes(layout: str) -> int:
+    """How many processes mpirun starts for ``layout`` (see the docstring)."""
+    name, _, arg = layout.partition(":")
+    if name == "single":
+        return 1
+    if name == "data":
+        return int(arg or 2)
+    blocks = 1
+    for part in arg.split("x"):
+        blocks *= int(part)
+    return blocks if name == "spatial" else 2 * blocks
 
 
 def run(benchmark: str, layout: str, seed: int, data: Path, settings: list[str], log: Path) -> dict:
-    name, _, split = layout.partition(":")
-    processes = PROCESSES[layout]
+    name, _, arg = layout.partition(":")
+    n_processes = processes(layout)
     command = [sys.executable, "-m", "mlperf_hpc.cli", "train", benchmark, "--layout", name, "--data", str(data),
-               "--seed", str(seed), "--log", str(log)] + (["--spatial", split] if split else [])
+               "--seed", str(seed), "--log", str(log)] + (["--spatial", arg] if name in ("spatial", "hybrid") else [])
     for item in settings:
         command += ["--set", item]
     env = {**os.environ, **MPI_ENV}
-    if processes > 1:
-        threads = max(1, 2 // processes)
-        env["MLPERF_HPC_THREADS"] = str(threads)
-        command = ["mpirun", "-np", str(processes), "--oversubscribe", "--bind-to", "none",
+    if n_processes > 1:
+        env["MLPERF_HPC_THREADS"] = str(max(1, 2 // n_processes))
+        command = ["mpirun", "-np", str(n_processes), "--oversubscribe", "--bind-to", "none",
                    "-x", "MLPERF_HPC_THREADS"] + command
     start = time.monotonic()
     result = subprocess.run(command, capture_output=True, text=True, cwd=REPO, env=env)
@@ -80,14 +96,16 @@ def main() -> None:
     if args.json:
         Path(args.json).write_text(json.dumps(runs, indent=1))
     print(f"\n{args.benchmark} mini, {args.seeds} seeds from {args.first_seed}; overrides: {args.set or 'none'}")
-    print(f"{'layout':12} {'reached':>8} {'epochs mean':>12} {'min':>4} {'max':>4} {'TTT min mean':>13}")
+    print(f"{'layout':12} {'reached':>8} {'epochs min':>10} {'median':>7} {'max':>4} {'TTT min median':>15} "
+          f"{'guard stops':>12}")
     for layout in args.layouts.split(","):
         mine = [r for r in runs if r["layout"] == layout]
         good = [r for r in mine if r["status"] == "success"]
         epochs = [r["epochs"] for r in good] or [0]
         ttt = [r["minutes"] for r in good] or [0.0]
-        print(f"{layout:12} {len(good):>4}/{len(mine):<3} {statistics.mean(epochs):>12.1f} {min(epochs):>4} "
-              f"{max(epochs):>4} {statistics.mean(ttt):>13.2f}")
+        stopped = [f"seed {r['seed']} at epoch {r['epochs']}" for r in mine if r["exit"] == GUARD_EXIT]
+        print(f"{layout:12} {len(good):>4}/{len(mine):<3} {min(epochs):>10} {statistics.median(epochs):>7} "
+              f"{max(epochs):>4} {statistics.median(ttt):>15.2f} {len(stopped):>12} {'; '.join(stopped)}")
 
 
 if __name__ == "__main__":
