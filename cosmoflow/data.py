@@ -125,11 +125,11 @@ def _read_gzip_tfrecord(path: str) -> tuple[list[np.ndarray], np.ndarray]:
         x = gzip_records.bytes_value(features, "x")
         if len(x) % 2:
             raise ValueError(f"feature 'x' holds {len(x)} bytes, not whole int16 values")
+        y = gzip_records.float_values(features, "y")
+        if y.size != N_TARGETS:
+            raise ValueError(f"a sample has {y.size} targets, expected {N_TARGETS}")
         volumes.append(np.frombuffer(x, "<i2"))
-        targets.append(gzip_records.float_values(features, "y"))
-    if any(t.shape != (N_TARGETS,) for t in targets):
-        raise ValueError(f"a sample has {next(t.size for t in targets if t.shape != (N_TARGETS,))} targets, "
-                         f"expected {N_TARGETS}")
+        targets.append(y)
     return volumes, np.array(targets, np.float32).reshape(-1, N_TARGETS)
 
 

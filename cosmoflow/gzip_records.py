@@ -28,8 +28,8 @@ from isal import igzip, igzip_lib
 
 VARINT, FIXED64, LENGTH_DELIMITED, FIXED32 = 0, 1, 2, 5
 BYTES_LIST, FLOAT_LIST, INT64_LIST = 1, 2, 3
-_HEADER = struct.Struct("<Q")           # record length; then its masked CRC-32C (4 bytes)
-_FRAMING_BYTES = 8 + 4 + 4              # length, its CRC, then the data's CRC after the data
+_HEADER = struct.Struct("<QI")          # a record's length, and that length's masked CRC-32C
+_FOOTER_BYTES = 4                       # after the record's data: the data's masked CRC-32C
 
 
 def read_records(path: str) -> list[memoryview]:
@@ -43,14 +43,14 @@ def read_records(path: str) -> list[memoryview]:
         raise ValueError(f"not a whole gzip stream ({err})") from None
     records, offset = [], 0
     while offset < len(data):
-        if len(data) - offset < _FRAMING_BYTES:
+        if len(data) - offset < _HEADER.size + _FOOTER_BYTES:
             raise ValueError(f"{len(data) - offset} bytes after the last record, too few for a record")
-        (length,) = _HEADER.unpack_from(data, offset)
-        start = offset + 12
-        if length > len(data) - start - 4:
+        length, _ = _HEADER.unpack_from(data, offset)
+        start = offset + _HEADER.size
+        if length > len(data) - start - _FOOTER_BYTES:
             raise ValueError(f"a record of {length} bytes at offset {offset} runs past the end")
         records.append(data[start:start + length])
-        offset = start + length + 4
+        offset = start + length + _FOOTER_BYTES
     return records
 
 
