@@ -4,7 +4,8 @@ train``, under mpirun for the parallel layouts) on the mini config and its
 dataset; the table gives, per layout, the runs that reached the target, the
 epochs they took (min, median, max), the time to train, and the runs the
 divergence guard stopped (exit 4); --json keeps every run with its
-validation error per epoch.
+validation error per epoch, rewritten as each run ends, so a sweep that is
+stopped keeps the runs it finished (an existing file is never replaced).
 
 Layouts: ``single``; ``data`` or ``data:N`` (N data-parallel ranks, 2 by
 default); ``spatial:AxB`` (one sample split A x B); ``hybrid:AxB`` (2
@@ -70,6 +71,13 @@ def run(benchmark: str, layout: str, seed: int, data: Path, settings: list[str],
             not in (0, 3) else []}
 
 
+def keep(runs: list[dict], record: Path) -> None:
+    """Write ``runs`` to ``record`` whole or not at all (a reader never sees half a file)."""
+    partial = record.with_name(record.name + ".partial")
+    partial.write_text(json.dumps(runs, indent=1))
+    os.replace(partial, record)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--benchmark", default="cosmoflow")
@@ -78,8 +86,11 @@ def main() -> None:
     parser.add_argument("--layouts", default="single,data,hybrid:2x1")
     parser.add_argument("--data", help="the mini dataset (default: synthesised once into a temporary directory)")
     parser.add_argument("--set", action="append", default=[], help="config override for every run")
-    parser.add_argument("--json", help="also write every run's record here")
+    parser.add_argument("--json", help="also write every run's record here, as each run ends (a new file)")
     args = parser.parse_args()
+    record = Path(args.json) if args.json else None
+    if record and record.exists():
+        sys.exit(f"convergence_seeds: error: {record} exists; name a new --json file (a sweep never replaces one)")
 
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(args.data) if args.data else Path(tmp) / "data"
@@ -90,11 +101,11 @@ def main() -> None:
         for layout in args.layouts.split(","):
             for seed in range(args.first_seed, args.first_seed + args.seeds):
                 runs.append(run(args.benchmark, layout, seed, data, args.set, Path(tmp) / f"{layout}-{seed}.log"))
+                if record:
+                    keep(runs, record)
                 r = runs[-1]
                 print(f"{layout:12} seed {seed}: {r['status']:8} in {r['epochs']:3} epochs, "
                       f"{r['minutes'] or 0:.2f} min {r['error']}", flush=True)
-    if args.json:
-        Path(args.json).write_text(json.dumps(runs, indent=1))
     print(f"\n{args.benchmark} mini, {args.seeds} seeds from {args.first_seed}; overrides: {args.set or 'none'}")
     print(f"{'layout':12} {'reached':>8} {'epochs min':>10} {'median':>7} {'max':>4} {'TTT min median':>15} "
           f"{'guard stops':>12}")

@@ -3,6 +3,8 @@ command line, each to a target its first epoch reaches (the mini config's
 convergence to the closed target is the main job's and the layouts' tests;
 this checks what the script runs, records and counts)."""
 import json
+import os
+import signal
 import subprocess
 import sys
 
@@ -26,3 +28,23 @@ def test_two_fixed_seeds_run_and_the_table_counts_them(main_job, tmp_path):
     assert all(r["epochs"] == 1 and len(r["eval_error"]) == 1 and r["minutes"] > 0 for r in runs), runs
     table_row = result.stdout.splitlines()[-1]        # the summary table's only layout
     assert table_row.split()[:2] == ["single", "2/2"], result.stdout
+
+
+def test_a_stopped_sweep_keeps_the_runs_it_finished_and_never_replaces_a_record(main_job, tmp_path):
+    _, workdir, _ = main_job
+    out = tmp_path / "runs.json"
+    command = [sys.executable, str(REPO / "tests" / "benchmarks" / "convergence_seeds.py"), "--layouts", "single",
+               "--seeds", "3", "--first-seed", "100", "--data", str(workdir / "data" / "cosmoflow-mini"),
+               "--json", str(out), "--set", "train.target=5.0"]
+    sweep = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=REPO, start_new_session=True)
+    first = sweep.stdout.readline()                 # printed once the first run is over and kept
+    os.killpg(sweep.pid, signal.SIGKILL)            # a sweep killed mid-run (the scheduler's time limit)
+    sweep.wait(timeout=60)
+    assert first.startswith("single       seed 100: success"), first
+    runs = json.loads(out.read_text())
+    assert [(r["seed"], r["status"]) for r in runs] == [(100, "success")]
+
+    again = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert again.returncode == 1 and again.stderr.strip().splitlines() == [
+        f"convergence_seeds: error: {out} exists; name a new --json file (a sweep never replaces one)"]
+    assert json.loads(out.read_text()) == runs
