@@ -4,8 +4,9 @@ train``, under mpirun for the parallel layouts) on the mini config and its
 dataset; the table gives, per layout, the runs that reached the target, the
 epochs they took (min, median, max), the time to train, and the runs the
 divergence guard stopped (exit 4); --json keeps every run with its
-validation error per epoch, rewritten as each run ends, so a sweep that is
-stopped keeps the runs it finished (an existing file is never replaced).
+validation metric per epoch (CosmoFlow's eval_error, DeepCAM's
+eval_accuracy), rewritten as each run ends, so a sweep that is stopped
+keeps the runs it finished (an existing file is never replaced).
 
 Layouts: ``single``; ``data`` or ``data:N`` (N data-parallel ranks, 2 by
 default); ``spatial:AxB`` (one sample split A x B); ``hybrid:AxB`` (2
@@ -63,9 +64,11 @@ def run(benchmark: str, layout: str, seed: int, data: Path, settings: list[str],
     starts = [r["time_ms"] for r in records if r["key"] == "run_start"]
     stops = [r["time_ms"] for r in records if r["key"] == "run_stop"]
     epochs = sum(1 for r in records if r["key"] == "epoch_stop")
-    curve = [round(r["value"], 4) for r in records if r["key"] == "eval_error"]
+    # CosmoFlow logs eval_error (lower is better), DeepCAM eval_accuracy
+    metric = "eval_accuracy" if any(r["key"] == "eval_accuracy" for r in records) else "eval_error"
+    curve = [round(r["value"], 4) for r in records if r["key"] == metric]
     return {"layout": layout, "seed": seed, "exit": result.returncode, "status": status, "epochs": epochs,
-            "eval_error": curve,
+            metric: curve,
             "minutes": (stops[0] - starts[0]) / 60000 if starts and stops else None,
             "wall_s": time.monotonic() - start, "error": result.stderr.strip().splitlines()[-1:] if result.returncode
             not in (0, 3) else []}
