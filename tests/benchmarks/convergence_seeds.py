@@ -28,6 +28,11 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+from core.benchmark import get_facts  # noqa: E402  (the facts import no TensorFlow)
+from core.errors import HarnessError  # noqa: E402
+
 MPI_ENV = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
 GUARD_EXIT = 4          # the divergence guard's exit status ("target missed" is 3)
 
@@ -45,7 +50,7 @@ def processes(layout: str) -> int:
     return blocks if name == "spatial" else 2 * blocks
 
 
-def run(benchmark: str, layout: str, seed: int, data: Path, settings: list[str], log: Path) -> dict:
+def run(benchmark: str, metric: str, layout: str, seed: int, data: Path, settings: list[str], log: Path) -> dict:
     name, _, arg = layout.partition(":")
     n_processes = processes(layout)
     command = [sys.executable, "-m", "mlperf_hpc.cli", "train", benchmark, "--layout", name, "--data", str(data),
@@ -64,8 +69,6 @@ def run(benchmark: str, layout: str, seed: int, data: Path, settings: list[str],
     starts = [r["time_ms"] for r in records if r["key"] == "run_start"]
     stops = [r["time_ms"] for r in records if r["key"] == "run_stop"]
     epochs = sum(1 for r in records if r["key"] == "epoch_stop")
-    # CosmoFlow logs eval_error (lower is better), DeepCAM eval_accuracy
-    metric = "eval_accuracy" if any(r["key"] == "eval_accuracy" for r in records) else "eval_error"
     curve = [round(r["value"], 4) for r in records if r["key"] == metric]
     return {"layout": layout, "seed": seed, "exit": result.returncode, "status": status, "epochs": epochs,
             metric: curve,
@@ -91,6 +94,10 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], help="config override for every run")
     parser.add_argument("--json", help="also write every run's record here, as each run ends (a new file)")
     args = parser.parse_args()
+    try:
+        metric = get_facts(args.benchmark).metric_key       # eval_error or eval_accuracy
+    except HarnessError as error:
+        sys.exit(f"convergence_seeds: error: {error}")
     record = Path(args.json) if args.json else None
     if record and record.exists():
         sys.exit(f"convergence_seeds: error: {record} exists; name a new --json file (a sweep never replaces one)")
@@ -103,7 +110,8 @@ def main() -> None:
         runs = []
         for layout in args.layouts.split(","):
             for seed in range(args.first_seed, args.first_seed + args.seeds):
-                runs.append(run(args.benchmark, layout, seed, data, args.set, Path(tmp) / f"{layout}-{seed}.log"))
+                log = Path(tmp) / f"{layout}-{seed}.log"
+                runs.append(run(args.benchmark, metric, layout, seed, data, args.set, log))
                 if record:
                     keep(runs, record)
                 r = runs[-1]

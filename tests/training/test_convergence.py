@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import pytest
+from mlperf_logging.mllog import constants
 
 from tests.helpers import REPO
 
@@ -28,6 +29,20 @@ def test_two_fixed_seeds_run_and_the_table_counts_them(main_job, tmp_path):
     assert all(r["epochs"] == 1 and len(r["eval_error"]) == 1 and r["minutes"] > 0 for r in runs), runs
     table_row = result.stdout.splitlines()[-1]        # the summary table's only layout
     assert table_row.split()[:2] == ["single", "2/2"], result.stdout
+
+
+def test_a_deepcam_sweep_records_its_accuracy_curve(deepcam_mini_data, tmp_path):
+    out = tmp_path / "runs.json"
+    result = subprocess.run(
+        [sys.executable, str(REPO / "tests" / "benchmarks" / "convergence_seeds.py"), "--benchmark", "deepcam",
+         "--layouts", "single", "--seeds", "1", "--data", str(deepcam_mini_data), "--json", str(out),
+         "--set", "data.n_epochs=1", "--set", "train.target=0.01"], capture_output=True, text=True, cwd=REPO,
+        timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    [run] = json.loads(out.read_text())
+    assert run["status"] == "success" and run["epochs"] == 1, run
+    curve = run[constants.EVAL_ACCURACY]                # MLPerf's key for DeepCAM's metric, an IoU
+    assert len(curve) == 1 and 0.01 <= curve[0] <= 1.0 and "eval_error" not in run, run
 
 
 def test_a_stopped_sweep_keeps_the_runs_it_finished_and_never_replaces_a_record(main_job, tmp_path):
